@@ -1,0 +1,108 @@
+"""MBPP loader: the original JSONL (``text``, ``test_setup_code``, ``challenge_test_list``) and
+the sanitized variant (``prompt``, ``test_imports``; JSONL or a JSON list).
+
+Every assert string becomes an ``assert`` test. The example tests are ``test_list`` (MBPP shows
+them in the prompt); the hidden tests are ``test_list`` followed by ``challenge_test_list``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+from pathlib import Path
+from typing import Any
+
+from coderl.problems.model import Problem, ProblemFormatError, TestCase, TestKind
+from coderl.problems.native import iter_json_records, json_type, record_field, string_list
+
+_BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+def _defined_names(code: str) -> set[str]:
+    """Top-level function and class names of ``code`` (empty when it does not parse)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return set()
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+    }
+
+
+def called_function(assert_line: str, defined: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """The function an MBPP assert tests: the first plain-name call (in source order) to a name in
+    ``defined``, else the first call to a name that is not a builtin, else None.
+
+    ``assert set(similar_elements(a, b)) == set(c)`` gives ``similar_elements``.
+    """
+    try:
+        tree = ast.parse(assert_line.strip())
+    except (SyntaxError, ValueError):
+        return None
+    calls = sorted(
+        (node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)),
+        key=lambda node: (node.lineno, node.col_offset),
+    )
+    names = [node.func.id for node in calls if isinstance(node.func, ast.Name)]
+    for name in names:
+        if name in defined:
+            return name
+    for name in names:
+        if name not in _BUILTIN_NAMES:
+            return name
+    return None
+
+
+def _task_id(record: dict[str, Any], path: Path, where: str) -> str:
+    value = record.get("task_id")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    reason = "missing required field" if value is None else f"expected an integer, got {json_type(value)}"
+    raise ProblemFormatError(str(path), None, "task_id", f"{where}: {reason}")
+
+
+def mbpp_problem(record: dict[str, Any], path: str | Path = "<mbpp>", where: str = "") -> Problem:
+    """One MBPP record (original or sanitized) as a ``Problem``."""
+    file = Path(path)
+    task_id = _task_id(record, file, where)
+    ctx: dict[str, Any] = {"path": file, "problem": task_id, "where": where}
+    if record.get("text") is not None:
+        statement = record_field(record, "text", str, **ctx)
+    elif record.get("prompt") is not None:
+        statement = record_field(record, "prompt", str, **ctx)
+    else:
+        raise ProblemFormatError(str(file), task_id, "text", f"{where}: missing required field (or 'prompt')")
+    code = record_field(record, "code", str, **ctx)
+    test_list = string_list(record_field(record, "test_list", list, **ctx), "test_list", **ctx)
+    challenge = string_list(
+        record_field(record, "challenge_test_list", list, default=[], **ctx), "challenge_test_list", **ctx
+    )
+    imports = string_list(
+        record_field(record, "test_imports", list, default=[], **ctx), "test_imports", **ctx
+    )
+    setup = record_field(record, "test_setup_code", str, default="", **ctx)
+    setup_code = "".join(line.rstrip("\n") + "\n" for line in imports) + setup
+
+    fn_name = called_function(test_list[0], _defined_names(code)) if test_list else None
+    examples = [TestCase(kind=TestKind.ASSERT, code=line) for line in test_list]
+    metadata = {"source_file": record["source_file"]} if isinstance(record.get("source_file"), str) else {}
+    return Problem(
+        task_id=task_id,
+        source="mbpp",
+        statement=statement,
+        fn_name=fn_name,
+        setup_code=setup_code,
+        example_tests=examples,
+        hidden_tests=examples + [TestCase(kind=TestKind.ASSERT, code=line) for line in challenge],
+        solutions=[code],
+        metadata=metadata,
+    )
+
+
+def load_mbpp(path: str | Path) -> list[Problem]:
+    """Problems from an MBPP JSONL file (or a JSON list of records, as sanitized MBPP ships)."""
+    return [mbpp_problem(record, path, where) for where, record in iter_json_records(path)]

@@ -1,0 +1,77 @@
+"""Executor configuration (pydantic; defaults defined once here)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from coderl.outcomes import RewardConfig
+
+
+class SandboxConfig(BaseModel):
+    """Where programs run. ``process`` is weaker than ``docker`` and must be asked for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["docker", "process"] = "docker"
+    """docker: hardened long-lived containers; process: a local harness, NO container isolation"""
+    image: str = "coderl-sandbox:latest"
+    """sandbox image built by deploy/build-images.sh"""
+    container_memory_mb: int = Field(default=2048, ge=64)
+    """memory cap of each container (whole process tree; swap disabled)"""
+    container_cpus: float = Field(default=1.0, gt=0)
+    """CPU share of each container"""
+    pids_limit: int = Field(default=64, ge=8)
+    """processes and threads per container"""
+    tmpfs_mb: int = Field(default=64, ge=1)
+    """size of the container's /tmp (program working directories)"""
+    max_runs_per_container: int = Field(default=1000, ge=1)
+    """recycle a container after this many runs even if it looks clean"""
+    start_timeout_s: float = Field(default=30.0, gt=0)
+    preload_numpy: bool = True
+    """import numpy in the zygote so programs that use it start fast"""
+
+
+class LimitsConfig(BaseModel):
+    """Per-test limits, enforced from outside the program."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float = Field(default=4.0, gt=0)
+    """CPU seconds per test (APPS uses 4)"""
+    wall_factor: float = Field(default=2.0, ge=1.0)
+    """wall-clock limit = timeout_s * wall_factor + wall_slack_s"""
+    wall_slack_s: float = Field(default=1.0, ge=0)
+    memory_mb: int = Field(default=1024, ge=32)
+    """address-space limit of the program's process (RLIMIT_AS)"""
+    output_mb: float = Field(default=16.0, gt=0)
+    """stdout (and stderr) cap; beyond it the run is OUTPUT_LIMIT"""
+    file_mb: int = Field(default=32, ge=1)
+    """largest file the program may write"""
+    open_files: int = Field(default=256, ge=16)
+
+    def as_job_limits(self) -> dict[str, float | int]:
+        return {
+            "cpu_s": self.timeout_s,
+            "wall_s": self.timeout_s * self.wall_factor + self.wall_slack_s,
+            "memory_bytes": self.memory_mb << 20,
+            "output_bytes": int(self.output_mb * (1 << 20)),
+            "file_bytes": self.file_mb << 20,
+            "open_files": self.open_files,
+        }
+
+
+class ExecutorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    """programs run in parallel (one sandbox each)"""
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    rewards: RewardConfig = Field(default_factory=RewardConfig)
+    stop_on_first_failure: bool = True
+    """stop a program's tests at the first failure (CodeRL's early exit; the verdict is the same)"""
+    max_attempts: int = Field(default=3, ge=1)
+    """tries per program when the sandbox itself fails (SANDBOX_ERROR is retried, never scored)"""

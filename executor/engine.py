@@ -1,0 +1,157 @@
+"""The executor: runs programs against a problem's tests in a sandbox pool and scores them."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from coderl.execution import ErrorInfo, ExecutionResult, TestOutcome
+from coderl.outcomes import Verdict, outcome_class, program_verdict
+from coderl.problems import Problem
+
+from .config import ExecutorConfig
+from .judge import Judgement, build_job, judge
+from .sandbox.connection import SandboxFault
+from .sandbox.pool import Sandbox, SandboxPool
+
+log = logging.getLogger(__name__)
+REPLY_SLACK_S = 15.0
+
+
+@dataclass(frozen=True)
+class ExecutionItem:
+    problem: Problem
+    program: str
+    which: str = "hidden"
+    """hidden, example or all tests"""
+
+
+class Executor:
+    """Thread-safe; ``execute_many`` runs ``config.workers`` programs at a time."""
+
+    def __init__(self, config: ExecutorConfig | None = None) -> None:
+        self.config = config or ExecutorConfig()
+        self.limits = self.config.limits.as_job_limits()
+        self.pool = SandboxPool(self.config.sandbox, self.config.workers)
+        self.counters: Counter[str] = Counter()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def execute(self, problem: Problem, program: str, which: str = "hidden") -> ExecutionResult:
+        """Run one program; SANDBOX_ERROR only if every attempt hit an infrastructure fault."""
+        tests = problem.tests(which)
+        started = time.monotonic()
+        last_fault = "no attempt made"
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                result = self._run_tests(problem, program, tests)
+            except SandboxFault as fault:
+                last_fault = str(fault)
+                self.counters["sandbox_retries"] += 1
+                log.warning("sandbox fault on %s (attempt %d): %s", problem.task_id, attempt, fault)
+                continue
+            result.attempts = attempt
+            result.run_time_s = round(time.monotonic() - started, 4)
+            self.counters[result.verdict.value] += 1
+            return result
+        self.counters[Verdict.SANDBOX_ERROR.value] += 1
+        return ExecutionResult(
+            verdict=Verdict.SANDBOX_ERROR,
+            tests_total=len(tests),
+            attempts=self.config.max_attempts,
+            error=ErrorInfo(type="SandboxError", message=last_fault[:2000]),
+            run_time_s=round(time.monotonic() - started, 4),
+        )
+
+    def _run_tests(self, problem: Problem, program: str, tests: list[Any]) -> ExecutionResult:
+        judgements: list[Judgement] = []
+        box: Sandbox | None = None
+        try:
+            for index, test in enumerate(tests):
+                box = box or self.pool.acquire()
+                raw = box.run(
+                    build_job(problem, program, test, self.limits),
+                    timeout=float(self.limits["wall_s"]) + REPLY_SLACK_S,
+                )
+                if raw.get("contamination"):
+                    # The verdict stands; the sandbox does not: later tests get a fresh one.
+                    log.info("sandbox contaminated (%s); recycling", "; ".join(raw["contamination"]))
+                    self.pool.recycle(box)
+                    box = None
+                judgement = judge(raw, test, problem.compare, self.limits)
+                if judgement.outcome.verdict == Verdict.SANDBOX_ERROR:
+                    raise SandboxFault(judgement.error.message if judgement.error else "sandbox error")
+                if judgement.error is not None:
+                    judgement = Judgement(
+                        judgement.outcome, judgement.error.model_copy(update={"test_index": index})
+                    )
+                judgements.append(judgement)
+                verdict = judgement.outcome.verdict
+                if verdict == Verdict.COMPILE_ERROR or (
+                    verdict != Verdict.PASSED and self.config.stop_on_first_failure
+                ):
+                    break
+        except SandboxFault:
+            if box is not None:
+                self.pool.recycle(box)
+                box = None
+            raise
+        finally:
+            if box is not None:
+                self.pool.release(box)
+        return self._score(judgements, len(tests))
+
+    def _score(self, judgements: list[Judgement], total: int) -> ExecutionResult:
+        outcomes: list[TestOutcome] = [j.outcome for j in judgements]
+        verdict = program_verdict([o.verdict for o in outcomes])
+        if verdict == Verdict.SANDBOX_ERROR:  # a problem without tests cannot be judged
+            return ExecutionResult(
+                verdict=verdict,
+                tests_total=total,
+                error=ErrorInfo(type="NoTests", message="the problem has no tests of this kind"),
+            )
+        first_error = next((j.error for j in judgements if j.error is not None), None)
+        cls = outcome_class(verdict)
+        return ExecutionResult(
+            verdict=verdict,
+            reward=self.config.rewards.for_class(cls),
+            outcome_class=int(cls),
+            tests=outcomes,
+            tests_total=total,
+            error=first_error,
+        )
+
+    def execute_many(
+        self, items: Iterable[ExecutionItem], on_result: Callable[[int, ExecutionResult], None] | None = None
+    ) -> list[ExecutionResult]:
+        """Run items in parallel; results in input order. ``on_result`` sees each as it finishes."""
+        items = list(items)
+        results: list[ExecutionResult | None] = [None] * len(items)
+        for index, result in self.iter_results(items):
+            results[index] = result
+            if on_result is not None:
+                on_result(index, result)
+        return [r for r in results if r is not None]
+
+    def iter_results(self, items: list[ExecutionItem]) -> Iterator[tuple[int, ExecutionResult]]:
+        with ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="executor") as threads:
+            futures = {
+                threads.submit(self.execute, item.problem, item.program, item.which): index
+                for index, item in enumerate(items)
+            }
+            from concurrent.futures import as_completed
+
+            for future in as_completed(futures):
+                yield futures[future], future.result()

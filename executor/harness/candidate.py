@@ -1,0 +1,211 @@
+"""The candidate process: forked from the zygote, it runs one untrusted program.
+
+Channels (set up before any candidate code runs): fd 0 stdin, fd 1 stdout, fd 2 stderr (pipes
+read by the server), fd 3 a control socket. The first frame on fd 3 is the job; afterwards fd 3
+carries events to the server or runner (compile_error, exception, ready, returned, raised,
+exited) and, in the call-serving modes, call requests from them.
+
+Nothing the candidate writes on fd 3 is trusted: it can only describe its own answer. Expected
+outputs and test code never enter this process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import io
+import math
+import os
+import resource
+import sys
+import traceback
+import types
+from typing import Any, NoReturn
+
+from . import values, wire
+
+CONTROL_FD = 3
+MAX_MESSAGE = 4000
+_BUILTIN_EXCEPTIONS = {
+    name for name, obj in vars(builtins).items() if isinstance(obj, type) and issubclass(obj, BaseException)
+}
+
+
+def start(limits: dict[str, Any], fds: list[int], workdir: str) -> NoReturn:
+    """Entry point in the freshly forked child. Never returns."""
+    code = 70
+    try:
+        _isolate(limits, fds, workdir)
+        code = _run(wire.read_frame(CONTROL_FD) or {})
+    except BaseException:
+        try:
+            os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+        except OSError:
+            pass
+    finally:
+        _flush_std_streams()
+        os._exit(code)
+
+
+def _isolate(limits: dict[str, Any], fds: list[int], workdir: str) -> None:
+    os.setsid()
+    for target, source in enumerate(fds):
+        os.dup2(source, target)
+    os.closerange(len(fds), 1 << 16)
+    os.chdir(workdir)
+    os.umask(0o077)
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"})
+    cpu = max(1, math.ceil(float(limits.get("cpu_s", 4))))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    memory = int(limits.get("memory_bytes", 0))
+    if memory > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    file_bytes = int(limits.get("file_bytes", 64 << 20))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
+    nofile = int(limits.get("open_files", 256))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    try:  # make the OOM killer pick the candidate, never the harness
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+        io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="surrogateescape"
+    )
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(1, "w", closefd=False), 1 << 16), encoding="utf-8", errors="strict"
+    )
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+        encoding="utf-8",
+        errors="backslashreplace",
+        line_buffering=True,
+    )
+    sys.argv = ["solution.py"]
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BaseException:
+            pass
+
+
+def send(event: dict[str, Any]) -> None:
+    try:
+        wire.write_frame(CONTROL_FD, event)
+    except OSError:
+        pass
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    name = values._type_name(type(exc))
+    try:
+        message = str(exc)
+    except BaseException:
+        message = "<unprintable>"
+    try:
+        trace = "".join(traceback.format_exception(exc))
+    except BaseException:
+        trace = ""
+    return {
+        "type": name,
+        "builtin": name in _BUILTIN_EXCEPTIONS and type(exc) is getattr(builtins, name, None),
+        "message": message[:MAX_MESSAGE],
+        "traceback": trace[-MAX_MESSAGE:],
+    }
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if type(exc.code) is int:
+        return exc.code & 0xFF
+    try:
+        sys.stderr.write(f"{exc.code}\n")
+    except BaseException:
+        pass
+    return 1
+
+
+def _run(job: dict[str, Any]) -> int:
+    program = str(job.get("program", ""))
+    try:
+        compiled = compile(program, "solution.py", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
+        send({"event": "compile_error", **_describe(exc)})
+        return 0
+    module = types.ModuleType(str(job.get("module_name", "__main__")))
+    module.__file__ = "solution.py"
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    sys.modules[module.__name__] = module
+    try:
+        if job.get("prelude"):
+            exec(compile(job["prelude"], "<prelude>", "exec"), module.__dict__)
+        exec(compiled, module.__dict__)
+    except SystemExit as exc:
+        code = _exit_code(exc)
+        send({"event": "exited", "code": code})
+        return code
+    except BaseException as exc:
+        _flush_std_streams()
+        traceback.print_exception(exc)
+        send({"event": "exception", **_describe(exc)})
+        return 1
+    if job.get("mode") == "stdio":
+        return 0
+    _flush_std_streams()
+    send({"event": "ready", **_namespace_summary(module.__dict__)})
+    return _serve(module.__dict__)
+
+
+def _namespace_summary(namespace: dict[str, Any]) -> dict[str, Any]:
+    callables, plain = [], {}
+    for name, value in list(namespace.items()):
+        if name.startswith("__"):
+            continue
+        if callable(value) and not isinstance(value, types.ModuleType):
+            callables.append(name)
+            continue
+        encoded = values.encode(value) if type(value) in (int, float, str, bool, list, tuple, dict) else None
+        if encoded is not None:
+            plain[name] = encoded
+    return {"callables": callables, "values": plain}
+
+
+def _resolve(namespace: dict[str, Any], name: str) -> Any:
+    target = namespace.get(name)
+    solution = namespace.get("Solution")
+    if (target is None or not callable(target)) and isinstance(solution, type) and hasattr(solution, name):
+        return getattr(solution(), name)  # LeetCode style: a fresh Solution() per call
+    if target is None:
+        raise NameError(f"name {name!r} is not defined")
+    return target
+
+
+def _serve(namespace: dict[str, Any]) -> int:
+    while True:
+        request = wire.read_frame(CONTROL_FD)
+        if request is None:
+            return 0
+        try:
+            target = _resolve(namespace, str(request.get("name")))
+            args = values.decode(request.get("args", []))
+            kwargs = values.decode(request.get("kwargs", {"$dict": []}))
+            result = target(*args, **kwargs)
+        except SystemExit as exc:
+            code = _exit_code(exc)
+            _flush_std_streams()
+            send({"event": "exited", "code": code})
+            return code
+        except BaseException as exc:
+            send({"event": "raised", **_describe(exc)})
+            continue
+        try:
+            encoded = values.encode(result)
+        except (ValueError, RecursionError, MemoryError) as exc:
+            encoded = {"$unsupported": f"value ({exc})"[:100]}
+        _flush_std_streams()
+        send({"event": "returned", "value": encoded})

@@ -1,0 +1,304 @@
+"""One job inside the server: the candidate's pipes, the event loop that enforces the limits,
+and the raw result sent back to the host (which alone judges it)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import select
+import socket
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import sysutil, wire
+
+if TYPE_CHECKING:
+    from .server import Server
+
+TERMINAL_EVENTS = {"returned", "raised", "exited", "compile_error", "exception"}
+MAX_EVENTS = 16
+CPU_POLL_S = 0.01
+
+
+class Job:
+    def __init__(self, request: dict[str, Any], workdir: str) -> None:
+        self.mode = str(request.get("mode", "stdio"))
+        self.request, self.workdir = request, workdir
+        limits = request.get("limits") or {}
+        self.limits = {
+            "cpu_s": float(limits.get("cpu_s", 4.0)),
+            "memory_bytes": int(limits.get("memory_bytes", 1 << 30)),
+            "file_bytes": int(limits.get("file_bytes", 64 << 20)),
+            "open_files": int(limits.get("open_files", 256)),
+        }
+        self.wall_s = float(limits.get("wall_s", 2 * self.limits["cpu_s"] + 1))
+        self.output_cap = int(limits.get("output_bytes", 16 << 20))
+        self.stderr_keep = int(limits.get("stderr_keep_bytes", 64 << 10))
+        self.setup_code = str(request.get("setup_code", ""))
+        self.test_code = str(request.get("test_code", ""))
+        self.stdin_data = memoryview(str(request.get("stdin", "")).encode("utf-8", "surrogateescape"))
+        self.stdout, self.stderr = bytearray(), bytearray()
+        self.stdout_bytes = self.stderr_bytes = 0
+        self.events: list[dict[str, Any]] = []
+        self.record: dict[str, Any] | None = None
+        self.stop_reason: str | None = None
+        self.killed_for: str | None = None
+        self.candidate_pid = -1
+        self.runner_pid: int | None = None
+        self.candidate_status: tuple[int, float, int] | None = None
+        self.runner_status: tuple[int, float, int] | None = None
+        self.kill_rounds = 0
+        self.started = time.monotonic()
+        self.elapsed = 0.0
+        self._open_pipes()
+
+    def _open_pipes(self) -> None:
+        self.stdin_r, self.stdin_w = os.pipe()
+        self.out_r, self.out_w = os.pipe()
+        self.err_r, self.err_w = os.pipe()
+        self.ctl_server, self.ctl_candidate = socket.socketpair()
+        self.result_r: int | None = None
+        self.result_w: int | None = None
+        if self.mode == "assert":
+            self.result_r, self.result_w = os.pipe()
+        for fd in (self.stdin_w, self.out_r, self.err_r):
+            os.set_blocking(fd, False)
+        self.ctl_buffer = wire.FrameBuffer(self.output_cap + (1 << 20))
+        self.result_buffer = wire.FrameBuffer(1 << 20)
+        self.open_fds: set[int] = {self.stdin_w, self.out_r, self.err_r}
+        if self.result_r is not None:
+            self.open_fds.add(self.result_r)
+
+    # --- set-up, called by the server -------------------------------------------------------
+    def candidate_fds(self) -> list[int]:
+        return [self.stdin_r, self.out_w, self.err_w, self.ctl_candidate.fileno()]
+
+    def close_candidate_ends(self) -> None:
+        for fd in (self.stdin_r, self.out_w, self.err_w):
+            os.close(fd)
+        self.ctl_candidate.close()
+        if self.mode != "stdio":  # only stdio programs get input
+            self._close(self.stdin_w)
+
+    def send_candidate_job(self) -> None:
+        job = {key: self.request.get(key, "") for key in ("mode", "program", "prelude")}
+        job["module_name"] = "__main__" if self.mode == "stdio" else "solution"
+        try:
+            self.ctl_server.sendall(wire.encode_frame(job))
+        except OSError:
+            pass
+        self.ctl_server.setblocking(False)
+
+    def runner_fds(self) -> tuple[int, int]:
+        assert self.result_w is not None
+        self.ctl_server.setblocking(True)
+        return self.ctl_server.fileno(), self.result_w
+
+    def close_runner_ends(self) -> None:
+        assert self.result_w is not None
+        os.close(self.result_w)
+        self.ctl_server.close()
+
+    # --- the loop ------------------------------------------------------------------------------
+    def loop(self, candidate_pid: int, server: Server) -> None:
+        self.candidate_pid = candidate_pid
+        deadline = self.started + self.wall_s
+        next_cpu_check = 0.0
+        if self.mode == "call":
+            self._pending_call = True
+        while self.stop_reason is None:
+            now = time.monotonic()
+            if now >= deadline:
+                self._stop("wall", killed=True)
+                break
+            if now >= next_cpu_check:
+                next_cpu_check = now + CPU_POLL_S
+                if sysutil.cpu_seconds(candidate_pid) > self.limits["cpu_s"]:
+                    self._stop("cpu", killed=True)
+                    break
+            readers = [fd for fd in (self.out_r, self.err_r, self.result_r) if fd in self.open_fds]
+            if self.mode != "assert" and self.ctl_server.fileno() >= 0:
+                readers.append(self.ctl_server.fileno())
+            readers.append(server.zygote_sock.fileno())
+            writers = [self.stdin_w] if self.stdin_w in self.open_fds else []
+            timeout = min(CPU_POLL_S, max(0.0, deadline - now))
+            readable, writable, _ = select.select(readers, writers, [], timeout)
+            if writable:
+                self._feed_stdin()
+            for fd in readable:
+                self._read(fd, server)
+            self._check_done(server)
+        self.elapsed = time.monotonic() - self.started
+
+    def _stop(self, reason: str, killed: bool = False) -> None:
+        self.stop_reason = reason
+        if killed:
+            self.killed_for = reason
+
+    def _feed_stdin(self) -> None:
+        try:
+            written = os.write(self.stdin_w, self.stdin_data[: 1 << 16])
+        except BlockingIOError:
+            return
+        except OSError:  # the program closed its stdin
+            self._close(self.stdin_w)
+            return
+        self.stdin_data = self.stdin_data[written:]
+        if not self.stdin_data:
+            self._close(self.stdin_w)
+
+    def _read(self, fd: int, server: Server) -> None:
+        if fd == server.zygote_sock.fileno():
+            server.poll_zygote()
+            return
+        if fd == self.ctl_server.fileno():
+            self._read_control()
+            return
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(fd)
+            return
+        self._store(fd, data)
+
+    def _store(self, fd: int, data: bytes) -> None:
+        if fd == self.out_r:
+            self.stdout_bytes += len(data)
+            room = self.output_cap - len(self.stdout)
+            self.stdout += data[: max(room, 0)]
+            if self.stdout_bytes > self.output_cap and self.stop_reason is None:
+                self._stop("output", killed=True)
+        elif fd == self.err_r:
+            self.stderr_bytes += len(data)
+            self.stderr += data[: max(self.stderr_keep - len(self.stderr), 0)]
+            if self.stderr_bytes > self.output_cap and self.stop_reason is None:
+                self._stop("output", killed=True)
+        elif fd == self.result_r:
+            frames = self.result_buffer.feed(data)
+            if frames and self.record is None:
+                self.record = frames[0]
+
+    def _read_control(self) -> None:
+        try:
+            data = self.ctl_server.recv(1 << 16)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.ctl_server.close()
+            return
+        try:
+            frames = self.ctl_buffer.feed(data)
+        except wire.FrameError:
+            self._stop("output", killed=True)
+            return
+        for event in frames:
+            if len(self.events) < MAX_EVENTS:
+                self.events.append(event)
+            if self.mode == "call" and event.get("event") == "ready" and self._pending_call:
+                self._pending_call = False
+                call = {
+                    "op": "call",
+                    "name": self.request.get("fn_name"),
+                    "args": self.request.get("args", []),
+                }
+                try:
+                    self.ctl_server.setblocking(True)
+                    self.ctl_server.sendall(wire.encode_frame(call))
+                    self.ctl_server.setblocking(False)
+                except OSError:
+                    pass
+            elif self.mode == "call" and event.get("event") in TERMINAL_EVENTS and self.stop_reason is None:
+                self._stop("answered")
+
+    def _check_done(self, server: Server) -> None:
+        if self.stop_reason is not None:
+            return
+        if self.mode == "assert":
+            if self.record is not None and self.result_r not in self.open_fds:
+                self._stop("tests finished")
+            elif self.runner_pid is not None:
+                sysutil.reap_any(server.statuses)
+                if self.runner_pid in server.statuses and self.result_r not in self.open_fds:
+                    self._stop("runner exited")
+            return
+        if self.candidate_pid in server.statuses:
+            # Give pipes a moment to reach EOF; daemons holding them are killed afterwards.
+            if self.out_r in self.open_fds or self.err_r in self.open_fds:
+                if not hasattr(self, "_exit_seen"):
+                    self._exit_seen = time.monotonic()
+                if time.monotonic() - self._exit_seen < 0.05:
+                    return
+            self._stop("exited")
+
+    # --- after the kill -----------------------------------------------------------------------
+    def drain(self) -> None:
+        """Read what the dead processes left in the pipes (all writers are gone: EOF comes)."""
+        deadline = time.monotonic() + 1.0
+        readers = [fd for fd in (self.out_r, self.err_r, self.result_r) if fd in self.open_fds]
+        while readers and time.monotonic() < deadline:
+            readable, _, _ = select.select(readers, [], [], 0.05)
+            for fd in readable:
+                try:
+                    data = os.read(fd, 1 << 16)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._close(fd)
+                    readers.remove(fd)
+                elif fd == self.out_r and self.stop_reason == "output":
+                    continue
+                else:
+                    self._store(fd, data)
+        if self.mode != "assert" and self.ctl_server.fileno() >= 0:
+            self.ctl_server.setblocking(False)
+            while self.ctl_server.fileno() >= 0:
+                before = len(self.events)
+                self._read_control()
+                if len(self.events) == before:
+                    break
+
+    def _close(self, fd: int) -> None:
+        if fd in self.open_fds:
+            self.open_fds.discard(fd)
+            os.close(fd)
+
+    def close_control(self) -> None:
+        if self.mode == "call" and self.ctl_server.fileno() >= 0:
+            self.ctl_server.close()
+
+    def close_all(self) -> None:
+        for fd in list(self.open_fds):
+            self._close(fd)
+        if self.ctl_server.fileno() >= 0:
+            self.ctl_server.close()
+
+    def result(self) -> dict[str, Any]:
+        exit_code = signal_number = None
+        cpu_s, max_rss = 0.0, 0
+        if self.candidate_status is not None:
+            exit_code, signal_number = sysutil.describe_status(self.candidate_status[0])
+            cpu_s, max_rss = self.candidate_status[1], self.candidate_status[2]
+        return {
+            "id": self.request.get("id"),
+            "mode": self.mode,
+            "exit_code": exit_code,
+            "signal": signal_number,
+            "killed_for": self.killed_for,
+            "stop_reason": self.stop_reason,
+            "cpu_s": round(cpu_s, 4),
+            "wall_s": round(self.elapsed, 4),
+            "max_rss_kb": max_rss,
+            "stdout": base64.b64encode(bytes(self.stdout)).decode("ascii"),
+            "stdout_bytes": self.stdout_bytes,
+            "stderr": base64.b64encode(bytes(self.stderr)).decode("ascii"),
+            "stderr_bytes": self.stderr_bytes,
+            "events": self.events,
+            "record": self.record,
+            "kill_rounds": self.kill_rounds,
+        }

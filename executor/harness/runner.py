@@ -1,0 +1,152 @@
+"""The assert-test runner: runs MBPP/HumanEval-style test code in its own process and reaches
+the candidate only through calls over the control socket.
+
+Guarantees: test code, its expected values and its builtins live in this process, which the
+candidate cannot read (non-dumpable, separate address space) or patch; every value coming back
+from the candidate is plain data decoded by values.decode, so a forged ``__eq__``, shadowed
+builtins, patched modules or frame walking in the candidate cannot make an assert pass. The
+verdict record goes to a pipe the candidate does not hold. Not guaranteed: test code that needs
+candidate objects other than functions and plain data (classes, instances) gets a NameError or an
+opaque value and fails.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import traceback
+from typing import Any, NoReturn
+
+from . import sysutil, values, wire
+
+MAX_MESSAGE = 2000
+
+
+class CandidateError(Exception):
+    """A non-builtin exception raised by the candidate, re-raised in the test code."""
+
+
+class CandidateGone(Exception):
+    """The candidate process exited or died while the tests were calling it."""
+
+    def __init__(self, event: dict[str, Any] | None) -> None:
+        super().__init__("the program exited while the tests were running")
+        self.event = event
+
+
+class CandidateProxy:
+    """Callable stand-in for one of the candidate's functions."""
+
+    def __init__(self, channel: Channel, name: str) -> None:
+        self._channel, self.__name__ = channel, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._channel.call(self.__name__, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<candidate function {self.__name__}>"
+
+
+class Channel:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.raised: set[int] = set()
+
+    def receive(self) -> dict[str, Any] | None:
+        try:
+            return wire.read_frame(self.fd)
+        except (OSError, wire.FrameError):
+            return None
+
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        encoded_args, encoded_kwargs = values.encode(list(args)), values.encode(kwargs)
+        if "$unsupported" in repr(encoded_args) + repr(encoded_kwargs):
+            raise TypeError(f"test passes a non-data argument to {name}(); only plain data can cross")
+        try:
+            wire.write_frame(
+                self.fd, {"op": "call", "name": name, "args": encoded_args, "kwargs": encoded_kwargs}
+            )
+        except OSError:
+            raise CandidateGone(None) from None
+        event = self.receive()
+        if event is None or event.get("event") == "exited":
+            raise CandidateGone(event)
+        if event.get("event") == "returned":
+            return values.decode(event.get("value"))
+        if event.get("event") == "raised":
+            error = self._exception(event)
+            self.raised.add(id(error))
+            raise error
+        raise CandidateGone(event)
+
+    @staticmethod
+    def _exception(event: dict[str, Any]) -> BaseException:
+        message = str(event.get("message", ""))[:MAX_MESSAGE]
+        kind = getattr(builtins, str(event.get("type")), None) if event.get("builtin") else None
+        if isinstance(kind, type) and issubclass(kind, Exception):
+            try:
+                return kind(message)
+            except Exception:
+                pass
+        return CandidateError(f"{event.get('type')}: {message}")
+
+
+def _record(fd: int, outcome: str, **details: Any) -> None:
+    wire.write_frame(fd, {"outcome": outcome, **details})
+
+
+def main(control_fd: int, result_fd: int, setup_code: str, test_code: str) -> NoReturn:
+    sysutil.make_non_dumpable()
+    code = 0
+    try:
+        _run(Channel(control_fd), result_fd, setup_code, test_code)
+    except BaseException:
+        code = 70
+        try:
+            _record(result_fd, "harness_error", message=traceback.format_exc()[-MAX_MESSAGE:])
+        except OSError:
+            pass
+    os._exit(code)
+
+
+def _run(channel: Channel, result_fd: int, setup_code: str, test_code: str) -> None:
+    first = channel.receive()
+    kind = (first or {}).get("event")
+    if kind != "ready":
+        outcome = {"compile_error": "compile_error", "exception": "candidate_raised"}.get(
+            str(kind), "candidate_gone"
+        )
+        _record(result_fd, outcome, event=_trim(first))
+        return
+    namespace: dict[str, Any] = {"__name__": "__tests__", "__builtins__": builtins}
+    for name, encoded in (first.get("values") or {}).items():
+        try:
+            namespace[str(name)] = values.decode(encoded)
+        except (ValueError, TypeError):
+            continue
+    for name in first.get("callables") or []:
+        namespace[str(name)] = CandidateProxy(channel, str(name))
+    try:
+        exec(compile(setup_code, "<test setup>", "exec"), namespace)
+        exec(compile(test_code, "<tests>", "exec"), namespace)
+    except CandidateGone as gone:
+        _record(result_fd, "candidate_gone", event=_trim(gone.event))
+    except BaseException as exc:
+        from_candidate = id(exc) in channel.raised
+        outcome = "candidate_raised" if from_candidate else "failed"
+        detail = {"type": type(exc).__name__, "message": str(exc)[:MAX_MESSAGE]}
+        if not from_candidate:
+            detail["traceback"] = "".join(traceback.format_exception(exc))[-MAX_MESSAGE:]
+        _record(result_fd, outcome, event=detail)
+    else:
+        _record(result_fd, "passed")
+
+
+def _trim(event: dict[str, Any] | None) -> dict[str, Any] | None:
+    if event is None:
+        return None
+    return {
+        key: (value[:MAX_MESSAGE] if isinstance(value, str) else value)
+        for key, value in event.items()
+        if key in ("event", "type", "message", "traceback", "code")
+    }

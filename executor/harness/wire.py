@@ -1,0 +1,94 @@
+"""Length-prefixed JSON frames: 4-byte big-endian length, then UTF-8 JSON.
+
+Used on every channel: host <-> server (container stdin/stdout), server <-> zygote,
+server/runner <-> candidate. Readers bound the frame size so a hostile peer cannot make them
+allocate without limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Any
+
+HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME = 64 * 1024 * 1024
+
+
+class FrameError(Exception):
+    """The peer sent something that is not a valid frame (or closed mid-frame)."""
+
+
+def encode_frame(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return HEADER.pack(len(body)) + body
+
+
+def write_frame(fd: int, message: dict[str, Any]) -> None:
+    data = memoryview(encode_frame(message))
+    while data:
+        written = os.write(fd, data)
+        data = data[written:]
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    chunks: list[bytes] = []
+    remaining = size
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            if remaining == size:
+                return None
+            raise FrameError("stream closed in the middle of a frame")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, max_size: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | None:
+    """Blocking read of one frame; None at a clean end of stream."""
+    header = _read_exact(fd, HEADER.size)
+    if header is None:
+        return None
+    (size,) = HEADER.unpack(header)
+    if size > max_size:
+        raise FrameError(f"frame of {size} bytes exceeds the {max_size}-byte limit")
+    body = _read_exact(fd, size) if size else b""
+    return decode_body(body or b"")
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    try:
+        message = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise FrameError(f"frame is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise FrameError("frame is not a JSON object")
+    return message
+
+
+class FrameBuffer:
+    """Incremental parser for non-blocking readers: feed bytes, pop complete frames."""
+
+    def __init__(self, max_size: int = DEFAULT_MAX_FRAME) -> None:
+        self._buffer = bytearray()
+        self._max_size = max_size
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buffer += data
+        frames = []
+        while len(self._buffer) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self._buffer)
+            if size > self._max_size:
+                raise FrameError(f"frame of {size} bytes exceeds the {self._max_size}-byte limit")
+            if len(self._buffer) < HEADER.size + size:
+                break
+            body = bytes(self._buffer[HEADER.size : HEADER.size + size])
+            del self._buffer[: HEADER.size + size]
+            frames.append(decode_body(body))
+        return frames
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buffer)

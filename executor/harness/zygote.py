@@ -1,0 +1,99 @@
+"""The zygote: a pristine interpreter, forked by the server before it has read any job, that
+forks candidate processes on request (about a millisecond each instead of tens for a new
+interpreter).
+
+Because it never held job data, a candidate forked from it cannot find test code, expected
+outputs or earlier programs in its inherited memory. It is non-dumpable, so a candidate cannot
+ptrace it or open its file descriptors; a candidate can still kill it (same UID), which the
+server detects and reports as contamination, so the container is recycled.
+
+Protocol on its SOCK_SEQPACKET socket: request {"limits", "workdir"} + 4 fds
+(stdin, stdout, stderr, control) -> reply {"pid"}; later {"exited": pid, "status", "cpu_s",
+"max_rss_kb"} when that child is reaped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+from typing import NoReturn
+
+from . import candidate, sysutil
+
+PRELOAD = (
+    "collections",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "math",
+    "re",
+    "string",
+    "fractions",
+    "decimal",
+    "random",
+    "statistics",
+    "typing",
+    "copy",
+    "operator",
+    "json",
+)
+
+
+def preload(with_numpy: bool) -> None:
+    """Import what programs commonly use, so forked candidates find it already loaded."""
+    for name in PRELOAD:
+        __import__(name)
+    if with_numpy:
+        try:
+            __import__("numpy")
+        except ImportError:
+            pass
+
+
+def main(sock: socket.socket, with_numpy: bool) -> NoReturn:
+    sysutil.make_non_dumpable()
+    preload(with_numpy)
+    statuses: dict[int, tuple[int, float, int]] = {}
+    children: set[int] = set()
+    # SIGCHLD writes a byte to this pipe, so a child's exit wakes the select at once.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    while True:
+        readable, _, _ = select.select([sock, wake_r], [], [], 0.5)
+        if wake_r in readable:
+            try:
+                os.read(wake_r, 4096)
+            except BlockingIOError:
+                pass
+        if sock in readable:
+            try:
+                data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 8)
+            except OSError:
+                os._exit(0)
+            if not data:
+                os._exit(0)
+            request = json.loads(data)
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                candidate.start(request["limits"], fds, request["workdir"])
+            for fd in fds:
+                os.close(fd)
+            children.add(pid)
+            sock.send(json.dumps({"pid": pid}).encode())
+        sysutil.reap_any(statuses)
+        for pid in [pid for pid in statuses if pid in children]:
+            status, cpu, rss = statuses.pop(pid)
+            children.discard(pid)
+            message = {"exited": pid, "status": status, "cpu_s": cpu, "max_rss_kb": rss}
+            sock.send(json.dumps(message).encode())
+        statuses.clear()

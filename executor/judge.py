@@ -1,0 +1,254 @@
+"""Judging: build a harness job for one test, and turn the raw harness report into a verdict.
+
+The raw report comes from inside the sandbox and is only *evidence*: exit status, signal,
+output bytes, the candidate's own events and the runner's record. Everything the verdict
+depends on is decided here, on the host, with expected outputs that never entered the sandbox.
+Precedence, first match wins:
+
+    harness fault / unreadable report          -> SANDBOX_ERROR (retried, never scored)
+    compile error before any code ran          -> COMPILE_ERROR
+    output cap exceeded                        -> OUTPUT_LIMIT
+    CPU or wall limit (incl. SIGXCPU)          -> TIMEOUT
+    OOM kill or MemoryError                    -> MEMORY_LIMIT
+    killed by a signal, non-zero exit, raised  -> RUNTIME_ERROR
+    stdio: output differs (compare.py)         -> FAILED_TEST
+    call: value differs or is not plain data   -> FAILED_TEST
+    assert: an assert or the test code failed,
+            or the program exited before the tests completed -> FAILED_TEST
+    otherwise                                  -> PASSED
+"""
+
+from __future__ import annotations
+
+import base64
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+from coderl.execution import ErrorInfo, TestOutcome
+from coderl.outcomes import Verdict
+from coderl.problems import CompareOptions, Problem, TestCase, TestKind
+from executor.harness import values
+
+from .compare import compare_stdout, compare_value
+
+MESSAGE_LIMIT = 2000
+
+# APPS's harness runs every program after this import header; LeetCode-style solutions rely on
+# it (``List[int]`` without importing typing). Run as a prelude so line numbers stay right.
+APPS_PRELUDE = """\
+import sys, time, itertools, collections, math, heapq, bisect, random, string, re, fractions, functools
+from itertools import accumulate, product, permutations, combinations
+from collections import Counter, OrderedDict, deque, defaultdict, ChainMap
+from functools import lru_cache
+from math import sqrt, sin, cos, tan, ceil, fabs, floor, gcd, exp, log, log2
+from heapq import *
+from typing import *
+try:
+    import numpy as np
+except ImportError:
+    pass
+"""
+
+
+def build_job(problem: Problem, program: str, test: TestCase, limits: dict[str, Any]) -> dict[str, Any]:
+    """The harness job for one test; expected outputs are deliberately left out."""
+    job: dict[str, Any] = {"mode": test.kind.value, "program": program, "limits": limits}
+    if problem.source == "apps":
+        job["prelude"] = APPS_PRELUDE
+    if test.kind == TestKind.STDIO:
+        job["stdin"] = test.stdin
+    elif test.kind == TestKind.CALL:
+        job["fn_name"] = problem.fn_name
+        job["args"] = values.encode(list(test.args or []))
+    else:
+        job["setup_code"] = problem.setup_code
+        job["test_code"] = test.code
+    return job
+
+
+@dataclass(frozen=True)
+class Judgement:
+    outcome: TestOutcome
+    error: ErrorInfo | None = None
+
+
+def _judgement(
+    verdict: Verdict, raw: dict[str, Any], error_type: str = "", message: str = "", trace: str = ""
+) -> Judgement:
+    outcome = TestOutcome(
+        verdict=verdict, time_s=float(raw.get("cpu_s") or 0.0), wall_s=float(raw.get("wall_s") or 0.0)
+    )
+    if verdict == Verdict.PASSED:
+        return Judgement(outcome)
+    error = ErrorInfo(
+        type=error_type or verdict.value, message=message[:MESSAGE_LIMIT], traceback=trace[-MESSAGE_LIMIT:]
+    )
+    return Judgement(outcome, error)
+
+
+def _first_event(raw: dict[str, Any], *kinds: str) -> dict[str, Any] | None:
+    for event in raw.get("events") or []:
+        if isinstance(event, dict) and event.get("event") in kinds:
+            return event
+    return None
+
+
+def _text(encoded: Any) -> str:
+    try:
+        return base64.b64decode(str(encoded or "")).decode("utf-8", errors="replace")
+    except ValueError:
+        return ""
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def judge(raw: dict[str, Any], test: TestCase, options: CompareOptions, limits: dict[str, Any]) -> Judgement:
+    """Verdict of one test run; see the module docstring for the precedence."""
+    if not isinstance(raw, dict) or "mode" not in raw:
+        return _judgement(Verdict.SANDBOX_ERROR, {}, "SandboxError", "unreadable harness report")
+    record = raw.get("record") if isinstance(raw.get("record"), dict) else None
+    record_event = (record or {}).get("event") or {}
+    if record and record.get("outcome") == "harness_error":
+        return _judgement(Verdict.SANDBOX_ERROR, raw, "SandboxError", str(record.get("message", "")))
+    compile_error = _first_event(raw, "compile_error")
+    if compile_error is None and record and record.get("outcome") == "compile_error":
+        compile_error = record_event
+    if compile_error:
+        return _judgement(
+            Verdict.COMPILE_ERROR,
+            raw,
+            str(compile_error.get("type", "SyntaxError")),
+            str(compile_error.get("message", "")),
+            str(compile_error.get("traceback", "")),
+        )
+    limit = _limit_verdict(raw, limits, record_event)
+    if limit is not None:
+        return limit
+    if test.kind == TestKind.STDIO:
+        return _judge_stdio(raw, test, options)
+    if test.kind == TestKind.CALL:
+        return _judge_call(raw, test, options)
+    return _judge_assert(raw, record)
+
+
+def _limit_verdict(
+    raw: dict[str, Any], limits: dict[str, Any], record_event: dict[str, Any]
+) -> Judgement | None:
+    killed_for = raw.get("killed_for")
+    if killed_for == "output":
+        cap = limits.get("output_bytes", 0)
+        return _judgement(Verdict.OUTPUT_LIMIT, raw, "OutputLimit", f"output exceeded {cap} bytes")
+    cpu_limit = float(limits.get("cpu_s", 0) or 0)
+    over_cpu = cpu_limit > 0 and float(raw.get("cpu_s") or 0) >= cpu_limit
+    if (
+        killed_for in ("cpu", "wall")
+        or raw.get("signal") == signal.SIGXCPU
+        or (raw.get("signal") and over_cpu)
+    ):
+        which = "wall-clock" if killed_for == "wall" else "CPU"
+        limit_s = limits.get("wall_s") if killed_for == "wall" else cpu_limit
+        return _judgement(Verdict.TIMEOUT, raw, "Timeout", f"{which} limit of {limit_s} s exceeded")
+    raised = _first_event(raw, "exception", "raised") or record_event
+    if raw.get("oom_killed") or (isinstance(raised, dict) and raised.get("type") == "MemoryError"):
+        return _judgement(
+            Verdict.MEMORY_LIMIT,
+            raw,
+            "MemoryLimit",
+            f"memory limit of {int(limits.get('memory_bytes', 0)) >> 20} MiB exceeded",
+        )
+    return None
+
+
+def _runtime_error(raw: dict[str, Any], event: dict[str, Any] | None) -> Judgement:
+    if event and event.get("type"):
+        return _judgement(
+            Verdict.RUNTIME_ERROR,
+            raw,
+            str(event["type"]),
+            str(event.get("message", "")),
+            str(event.get("traceback", "")),
+        )
+    if raw.get("signal"):
+        return _judgement(
+            Verdict.RUNTIME_ERROR,
+            raw,
+            _signal_name(int(raw["signal"])),
+            f"killed by {_signal_name(int(raw['signal']))}",
+            _text(raw.get("stderr"))[-MESSAGE_LIMIT:],
+        )
+    code = raw.get("exit_code")
+    return _judgement(
+        Verdict.RUNTIME_ERROR, raw, "NonZeroExit", f"exit code {code}", _text(raw.get("stderr"))
+    )
+
+
+def _judge_stdio(raw: dict[str, Any], test: TestCase, options: CompareOptions) -> Judgement:
+    if raw.get("signal") is None and raw.get("exit_code") is None:
+        return _judgement(Verdict.SANDBOX_ERROR, raw, "SandboxError", "the program's exit status was lost")
+    if raw.get("signal") or raw.get("exit_code") != 0:
+        return _runtime_error(raw, _first_event(raw, "exception"))
+    comparison = compare_stdout(_text(raw.get("stdout")), test.stdout or "", options)
+    if comparison.equal:
+        return _judgement(Verdict.PASSED, raw)
+    return _judgement(Verdict.FAILED_TEST, raw, "WrongAnswer", comparison.reason)
+
+
+def _judge_call(raw: dict[str, Any], test: TestCase, options: CompareOptions) -> Judgement:
+    event = _first_event(raw, "returned", "raised", "exited", "exception")
+    if event is None:
+        return (
+            _runtime_error(raw, None)
+            if raw.get("signal") or raw.get("exit_code")
+            else _judgement(
+                Verdict.FAILED_TEST, raw, "NoAnswer", "the program ended without returning a value"
+            )
+        )
+    kind = event.get("event")
+    if kind in ("raised", "exception"):
+        return _runtime_error(raw, event)
+    if kind == "exited":
+        if event.get("code") == 0:
+            return _judgement(Verdict.FAILED_TEST, raw, "NoAnswer", "the program exited instead of returning")
+        return _judgement(Verdict.RUNTIME_ERROR, raw, "SystemExit", f"exit code {event.get('code')}")
+    try:
+        actual = values.decode(event.get("value"))
+    except (ValueError, TypeError, RecursionError) as exc:
+        return _judgement(Verdict.FAILED_TEST, raw, "WrongAnswer", f"unreadable return value: {exc}")
+    if isinstance(actual, values.Unsupported):
+        return _judgement(
+            Verdict.FAILED_TEST, raw, "WrongAnswer", f"returned a {actual.type_name}, not plain data"
+        )
+    comparison = compare_value(actual, test.expected, options)
+    if comparison.equal:
+        return _judgement(Verdict.PASSED, raw)
+    return _judgement(Verdict.FAILED_TEST, raw, "WrongAnswer", comparison.reason)
+
+
+def _judge_assert(raw: dict[str, Any], record: dict[str, Any] | None) -> Judgement:
+    outcome = (record or {}).get("outcome")
+    event = (record or {}).get("event") or {}
+    if outcome == "passed":
+        return _judgement(Verdict.PASSED, raw)
+    if outcome == "failed":
+        return _judgement(
+            Verdict.FAILED_TEST,
+            raw,
+            str(event.get("type", "AssertionError")),
+            str(event.get("message", "")),
+            str(event.get("traceback", "")),
+        )
+    if outcome == "candidate_raised":
+        return _runtime_error(raw, event if event.get("type") else None)
+    if outcome == "candidate_gone" and event.get("event") == "exited" and event.get("code") not in (0, None):
+        return _judgement(Verdict.RUNTIME_ERROR, raw, "SystemExit", f"exit code {event.get('code')}")
+    if raw.get("signal") and raw.get("signal") != signal.SIGKILL:
+        return _runtime_error(raw, None)
+    return _judgement(
+        Verdict.FAILED_TEST, raw, "TestsNotCompleted", "the program exited before the tests completed"
+    )

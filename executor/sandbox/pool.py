@@ -1,0 +1,115 @@
+"""A pool of sandboxes: one job at a time per sandbox, recycled when contaminated, after a
+fault, or after ``max_runs_per_container`` runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import uuid
+from collections import Counter
+from typing import Any
+
+from ..config import SandboxConfig
+from .connection import Connection, DockerConnection, ProcessConnection, SandboxFault, remove_stale_containers
+
+log = logging.getLogger(__name__)
+
+
+class Sandbox:
+    """One sandbox server and its run count."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.runs = 0
+
+    def run(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.runs += 1
+        return self.connection.request({"op": "run", **job}, timeout)
+
+
+class SandboxPool:
+    def __init__(self, config: SandboxConfig, size: int) -> None:
+        self.config, self.size = config, size
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.counters: Counter[str] = Counter()
+        self._client: Any = None
+        self._idle: queue.Queue[Sandbox] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        if config.backend == "docker":
+            import docker
+
+            self._client = docker.from_env(timeout=120)
+            self._client.ping()
+            self._check_image()
+        else:
+            log.warning(
+                "sandbox backend 'process' is WEAKER than 'docker': programs share this host's "
+                "filesystem, network and user, and escaped daemons survive. Use it only for trusted code."
+            )
+        starters = [threading.Thread(target=self._add_new) for _ in range(size)]
+        for thread in starters:
+            thread.start()
+        for thread in starters:
+            thread.join()
+        if self._idle.qsize() < size:
+            self.close()
+            raise SandboxFault(f"could only start {self._idle.qsize()} of {size} sandboxes")
+
+    def _check_image(self) -> None:
+        import docker
+
+        try:
+            self._client.images.get(self.config.image)
+        except docker.errors.ImageNotFound:
+            raise SandboxFault(
+                f"sandbox image {self.config.image!r} not found: build it with deploy/build-images.sh"
+            ) from None
+
+    def _connect(self) -> Connection:
+        if self.config.backend == "docker":
+            return DockerConnection(self._client, self.config, self.owner)
+        return ProcessConnection(self.config)
+
+    def _add_new(self) -> None:
+        try:
+            self._idle.put(Sandbox(self._connect()))
+            self.counters["sandboxes_started"] += 1
+        except Exception as exc:  # noqa: BLE001 - counted; the caller decides
+            log.error("could not start a sandbox: %s", exc)
+            self.counters["sandbox_start_failures"] += 1
+
+    def acquire(self) -> Sandbox:
+        return self._idle.get()
+
+    def release(self, box: Sandbox) -> None:
+        """Return a healthy sandbox; one that has run enough is replaced."""
+        if box.runs >= self.config.max_runs_per_container:
+            self.recycle(box)
+        else:
+            self._idle.put(box)
+
+    def recycle(self, box: Sandbox) -> None:
+        self.counters["sandbox_recycles"] += 1
+        box.connection.close()
+        if self._closed:
+            return
+        try:
+            self._idle.put(Sandbox(self._connect()))
+        except Exception as exc:
+            log.error("could not replace a sandbox: %s", exc)
+            self.counters["sandbox_start_failures"] += 1
+            if self._idle.qsize() == 0:
+                raise SandboxFault(f"no sandbox available: {exc}") from exc
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().connection.close()
+            except queue.Empty:
+                break
+        if self._client is not None:
+            remove_stale_containers(self._client, self.owner)
