@@ -62,10 +62,17 @@ ensure_base_image() {
 	"$REPO_ROOT/deploy/build-base-image.sh" --stand-in
 }
 
+# Digest of the harness code baked into the sandbox image; the executor refuses an image whose
+# label differs from its own checkout (same rule as executor/sandbox/image.py).
+harness_digest() {
+	find executor/harness -maxdepth 1 -name '*.py' -print0 | LC_ALL=C sort -z | xargs -0 cat | sha256sum | cut -c1-16
+}
+
 build_image() {
 	local tag=$1 dockerfile=$2 t0=$SECONDS
+	local labels=(--label "org.coderl.harness=$(harness_digest)")
 	log "docker build ${build_args[*]:+${build_args[*]} }-f $dockerfile -t $tag ."
-	docker build "${build_args[@]}" -f "$dockerfile" -t "$tag" .
+	docker build "${build_args[@]}" "${labels[@]}" -f "$dockerfile" -t "$tag" .
 	log "built $tag in $((SECONDS - t0))s ($(docker image inspect -f '{{.Size}}' "$tag" |
 		numfmt --to=iec-i --suffix=B 2>/dev/null || true))"
 }

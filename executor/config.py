@@ -30,6 +30,8 @@ class SandboxConfig(BaseModel):
     max_runs_per_container: int = Field(default=1000, ge=1)
     """recycle a container after this many runs even if it looks clean"""
     start_timeout_s: float = Field(default=30.0, gt=0)
+    check_harness_digest: bool = True
+    """refuse an image built from different harness code than this checkout's"""
     preload_numpy: bool = True
     """import numpy in the zygote so programs that use it start fast"""
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..config import SandboxConfig
 from .connection import Connection, DockerConnection, ProcessConnection, SandboxFault, remove_stale_containers
+from .image import DIGEST_LABEL, harness_digest
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +63,17 @@ class SandboxPool:
         import docker
 
         try:
-            self._client.images.get(self.config.image)
+            image = self._client.images.get(self.config.image)
         except docker.errors.ImageNotFound:
             raise SandboxFault(
                 f"sandbox image {self.config.image!r} not found: build it with deploy/build-images.sh"
             ) from None
+        found, expected = (image.labels or {}).get(DIGEST_LABEL), harness_digest()
+        if self.config.check_harness_digest and found != expected:
+            raise SandboxFault(
+                f"sandbox image {self.config.image!r} carries harness {found}, this checkout has {expected}: "
+                "rebuild it with deploy/build-images.sh (or set sandbox.check_harness_digest=false)"
+            )
 
     def _connect(self) -> Connection:
         if self.config.backend == "docker":
