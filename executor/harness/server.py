@@ -50,6 +50,7 @@ class Server:
         pid = os.fork()
         if pid == 0:
             ours.close()
+            _detach_from_host_channel()
             os.closerange(3, theirs.fileno())
             zygote.main(theirs, self.with_numpy)
         theirs.close()
@@ -133,6 +134,7 @@ class Server:
         control_fd, result_fd = job.runner_fds()
         pid = os.fork()
         if pid == 0:
+            _detach_from_host_channel()  # test code that prints must not reach the host channel
             keep = sorted((control_fd, result_fd))
             os.closerange(3, keep[0])
             os.closerange(keep[0] + 1, keep[1])
@@ -200,10 +202,27 @@ class Server:
         if not self.contained and os.path.exists(workdir):
             _remove(workdir)
         if self.contained:
-            leftover = [pid for pid in sysutil.list_pids() if pid not in (os.getpid(), self.zygote_pid)]
+            ipc_left = sysutil.remove_sysv_ipc()
+            if ipc_left:
+                problems.append(f"{ipc_left} System V IPC objects could not be removed")
+            sysutil.reap_any(self.statuses)
+            self.statuses.clear()
+            leftover = [
+                pid
+                for pid in sysutil.list_pids()
+                if pid not in (os.getpid(), self.zygote_pid) and (sysutil.proc_stat(pid) or ["Z"])[0] != "Z"
+            ]
             if leftover:
                 problems.append(f"{len(leftover)} processes left")
         return problems
+
+
+def _detach_from_host_channel() -> None:
+    """Point fds 0 and 1 (the host channel, in the server) at /dev/null in a forked helper."""
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.close(null)
 
 
 def _remove(path: str) -> None:

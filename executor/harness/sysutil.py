@@ -109,3 +109,32 @@ def describe_status(status: int) -> tuple[int | None, int | None]:
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status), None
     return None, None
+
+
+_SYSV_TABLES = (("shm", "shmctl"), ("msg", "msgctl"), ("sem", "semctl"))
+IPC_RMID = 0
+
+
+def remove_sysv_ipc() -> int:
+    """Remove every System V shared-memory segment, message queue and semaphore set of this IPC
+    namespace (they outlive the processes that made them: a side channel between runs).
+    Returns how many could not be removed."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+    except Exception:
+        return 0
+    left = 0
+    for table, remover in _SYSV_TABLES:
+        try:
+            with open(f"/proc/sysvipc/{table}") as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            ident = int(row.split()[1])
+            args = (ident, 0, IPC_RMID, None) if table == "sem" else (ident, IPC_RMID, None)
+            if getattr(libc, remover)(*args) != 0:
+                left += 1
+    return left

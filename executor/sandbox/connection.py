@@ -152,7 +152,7 @@ class DockerConnection(Connection):
             detach=True,
             network_mode="none",
             read_only=True,
-            tmpfs={"/tmp": f"size={config.tmpfs_mb}m,mode=1777", "/dev/mqueue": "size=1m"},
+            tmpfs={"/tmp": f"size={config.tmpfs_mb}m,mode=1777"},
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             user="65534:65534",
