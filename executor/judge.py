@@ -201,6 +201,8 @@ def _judge_stdio(raw: dict[str, Any], test: TestCase, options: CompareOptions) -
 
 def _judge_call(raw: dict[str, Any], test: TestCase, options: CompareOptions) -> Judgement:
     event = _first_event(raw, "returned", "raised", "exited", "exception")
+    if event is None and raw.get("signal") is None and raw.get("exit_code") is None:
+        return _judgement(Verdict.SANDBOX_ERROR, raw, "SandboxError", "the program's exit status was lost")
     if event is None:
         return (
             _runtime_error(raw, None)

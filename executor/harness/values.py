@@ -24,6 +24,8 @@ from typing import Any
 
 MAX_DEPTH = 200
 MAX_NODES = 2_000_000
+MAX_INT_DIGITS = 100_000
+"""str<->int conversion is quadratic in CPython 3.11: longer integers are not plain data here"""
 _SAFE_INT = 2**53
 
 
@@ -59,14 +61,23 @@ class _Budget:
             raise ValueError(f"value has more than {MAX_NODES} elements")
 
 
+_numpy_scalar_types: frozenset[type] | None = None
+
+
 def _numpy_plain(value: Any) -> tuple[bool, Any]:
+    """numpy values by exact type only (a subclass could override .item() or .tolist())."""
+    global _numpy_scalar_types
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return False, None
     kind = type(value)
     if kind is numpy.ndarray:
         return True, value.tolist()
-    if kind.__module__ == "numpy" and numpy.generic in kind.__mro__ and kind is not numpy.object_:
+    if _numpy_scalar_types is None:
+        _numpy_scalar_types = frozenset(
+            t for t in numpy.sctypeDict.values() if isinstance(t, type) and t is not numpy.object_
+        )
+    if kind in _numpy_scalar_types:
         return True, value.item()
     return False, None
 
@@ -81,7 +92,11 @@ def encode(value: Any, depth: int = 0, budget: _Budget | None = None) -> Any:
     if value is None or kind is bool or kind is str:
         return value
     if kind is int:
-        return value if -_SAFE_INT < value < _SAFE_INT else {"$int": _int_digits(value)}
+        if -_SAFE_INT < value < _SAFE_INT:
+            return value
+        if value.bit_length() > MAX_INT_DIGITS * 3.33:
+            return {"$unsupported": f"int of more than {MAX_INT_DIGITS} digits"}
+        return {"$int": _int_digits(value)}
     if kind is float:
         if math.isfinite(value):
             return value
@@ -148,6 +163,8 @@ def _decode_tagged(tag: str, payload: Any, depth: int, budget: _Budget) -> Any:
     if tag == "$int":
         if type(payload) is not str or not payload.lstrip("-").isdigit():
             raise ValueError("bad $int")
+        if len(payload) > MAX_INT_DIGITS + 1:
+            raise ValueError(f"$int longer than {MAX_INT_DIGITS} digits")
         limit = sys.get_int_max_str_digits()
         sys.set_int_max_str_digits(0)
         try:
@@ -164,17 +181,23 @@ def _decode_tagged(tag: str, payload: Any, depth: int, budget: _Budget) -> Any:
         return base64.b64decode(str(payload), validate=True)
     if type(payload) is not list:
         raise ValueError(f"bad payload for {tag}")
+    if tag == "$dict":
+        if any(type(pair) is not list or len(pair) != 2 for pair in payload):
+            raise ValueError("bad $dict entry")
+        try:
+            return {decode(k, depth + 1, budget): decode(v, depth + 1, budget) for k, v in payload}
+        except TypeError as exc:  # an unhashable key
+            raise ValueError(f"bad $dict key: {exc}") from None
     items = [decode(item, depth + 1, budget) for item in payload]
     if tag == "$tuple":
         return tuple(items)
-    if tag == "$set":
-        return set(items)
-    if tag == "$frozenset":
-        return frozenset(items)
+    try:
+        if tag == "$set":
+            return set(items)
+        if tag == "$frozenset":
+            return frozenset(items)
+    except TypeError as exc:  # an unhashable member
+        raise ValueError(f"bad {tag} member: {exc}") from None
     if tag == "$complex" and len(items) == 2:
         return complex(items[0], items[1])
-    if tag == "$dict":
-        if any(type(pair) is not list or len(pair) != 2 for pair in items):
-            raise ValueError("bad $dict entry")
-        return {key: value for key, value in items}
     raise ValueError(f"unknown tag {tag!r}")

@@ -55,7 +55,9 @@ def read_frame(fd: int, max_size: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | N
     if size > max_size:
         raise FrameError(f"frame of {size} bytes exceeds the {max_size}-byte limit")
     body = _read_exact(fd, size) if size else b""
-    return decode_body(body or b"")
+    if body is None:
+        raise FrameError("stream closed in the middle of a frame")
+    return decode_body(body)
 
 
 def decode_body(body: bytes) -> dict[str, Any]:

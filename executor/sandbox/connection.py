@@ -227,7 +227,8 @@ def _remove_quietly(container: Any) -> None:
 def remove_stale_containers(client: Any, owner: str | None = None) -> int:
     """Remove sandbox containers left by earlier runs (all of them, or one owner's)."""
     label = f"{DockerConnection.LABEL}.owner={owner}" if owner else DockerConnection.LABEL
-    stale = client.containers.list(all=True, filters={"label": label})
+    # sparse: no per-container inspect, so containers removed meanwhile cannot raise NotFound
+    stale = client.containers.list(all=True, sparse=True, filters={"label": label})
     for container in stale:
         _remove_quietly(container)
     return len(stale)
