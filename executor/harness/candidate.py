@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import linecache
 import math
 import os
 import resource
@@ -100,16 +101,42 @@ def send(event: dict[str, Any]) -> None:
         pass
 
 
+HARNESS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def register_source(filename: str, source: str) -> None:
+    """Let tracebacks show the lines of in-memory sources (the program, the tests)."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback without the harness's own frames: what a repair model should see."""
+    try:
+        report = traceback.TracebackException.from_exception(exc)
+        for part in [report, *_chained(report)]:
+            kept = [frame for frame in part.stack if not frame.filename.startswith(HARNESS_DIR)]
+            part.stack = traceback.StackSummary.from_list(kept)
+        return "".join(report.format())
+    except BaseException:
+        return ""
+
+
+def _chained(report: traceback.TracebackException) -> list[traceback.TracebackException]:
+    found, current = [], report
+    while current is not None and len(found) < 10:
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+        if current is not None:
+            found.append(current)
+    return found
+
+
 def _describe(exc: BaseException) -> dict[str, Any]:
     name = values._type_name(type(exc))
     try:
         message = str(exc)
     except BaseException:
         message = "<unprintable>"
-    try:
-        trace = "".join(traceback.format_exception(exc))
-    except BaseException:
-        trace = ""
+    trace = user_traceback(exc)
     return {
         "type": name,
         "builtin": name in _BUILTIN_EXCEPTIONS and type(exc) is getattr(builtins, name, None),
@@ -132,6 +159,7 @@ def _exit_code(exc: SystemExit) -> int:
 
 def _run(job: dict[str, Any]) -> int:
     program = str(job.get("program", ""))
+    register_source("solution.py", program)
     try:
         compiled = compile(program, "solution.py", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
@@ -151,8 +179,12 @@ def _run(job: dict[str, Any]) -> int:
         return code
     except BaseException as exc:
         _flush_std_streams()
-        traceback.print_exception(exc)
-        send({"event": "exception", **_describe(exc)})
+        details = _describe(exc)
+        try:
+            sys.stderr.write(details["traceback"])
+        except BaseException:
+            pass
+        send({"event": "exception", **details})
         return 1
     if job.get("mode") == "stdio":
         return 0

@@ -18,6 +18,7 @@ import traceback
 from typing import Any, NoReturn
 
 from . import sysutil, values, wire
+from .candidate import register_source, user_traceback
 
 MAX_MESSAGE = 2000
 
@@ -50,7 +51,7 @@ class CandidateProxy:
 class Channel:
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.raised: set[int] = set()
+        self.raised: dict[int, dict[str, Any]] = {}
 
     def receive(self) -> dict[str, Any] | None:
         try:
@@ -75,7 +76,7 @@ class Channel:
             return values.decode(event.get("value"))
         if event.get("event") == "raised":
             error = self._exception(event)
-            self.raised.add(id(error))
+            self.raised[id(error)] = event
             raise error
         raise CandidateGone(event)
 
@@ -126,18 +127,21 @@ def _run(channel: Channel, result_fd: int, setup_code: str, test_code: str) -> N
             continue
     for name in first.get("callables") or []:
         namespace[str(name)] = CandidateProxy(channel, str(name))
+    register_source("<test setup>", setup_code)
+    register_source("<tests>", test_code)
     try:
         exec(compile(setup_code, "<test setup>", "exec"), namespace)
         exec(compile(test_code, "<tests>", "exec"), namespace)
     except CandidateGone as gone:
         _record(result_fd, "candidate_gone", event=_trim(gone.event))
     except BaseException as exc:
-        from_candidate = id(exc) in channel.raised
-        outcome = "candidate_raised" if from_candidate else "failed"
-        detail = {"type": type(exc).__name__, "message": str(exc)[:MAX_MESSAGE]}
-        if not from_candidate:
-            detail["traceback"] = "".join(traceback.format_exception(exc))[-MAX_MESSAGE:]
-        _record(result_fd, outcome, event=detail)
+        raised = channel.raised.get(id(exc))
+        if raised is not None:  # the program's own exception, with its own traceback
+            _record(result_fd, "candidate_raised", event=_trim(raised))
+        else:
+            detail = {"type": type(exc).__name__, "message": str(exc)[:MAX_MESSAGE]}
+            detail["traceback"] = user_traceback(exc)[-MAX_MESSAGE:]
+            _record(result_fd, "failed", event=detail)
     else:
         _record(result_fd, "passed")
 
