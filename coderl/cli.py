@@ -44,6 +44,7 @@ class Subcommand:
 
 COMMANDS: dict[str, Subcommand] = {
     "execute": Subcommand("executor.cli", "run programs against problem tests in the sandbox and score them"),
+    "executor": Subcommand("executor.__main__", "run an executor service worker on Redis streams"),
 }
 
 

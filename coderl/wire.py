@@ -1,0 +1,81 @@
+"""The wire contract: every message that crosses Redis is one of these pydantic models, with a
+schema version, a sample id and the policy version that produced the sample."""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .execution import ExecutionResult
+from .problems import Problem
+
+SCHEMA_VERSION = 1
+MAX_PROGRAM_CHARS = 1 << 20
+
+
+class WireMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+
+    @field_validator("schema_version")
+    @classmethod
+    def _same_version(cls, version: int) -> int:
+        if version != SCHEMA_VERSION:
+            raise ValueError(
+                f"schema version {version} is not {SCHEMA_VERSION}: "
+                "producer and worker must run the same release"
+            )
+        return version
+
+    def to_wire(self) -> str:
+        return self.model_dump_json()
+
+
+class ExecutionRequest(WireMessage):
+    """Run one program against one stored problem's tests."""
+
+    sample_id: str = Field(min_length=1, max_length=256)
+    problem_id: str = Field(min_length=1, max_length=256)
+    policy_version: int = Field(default=0, ge=0)
+    program: str = Field(max_length=MAX_PROGRAM_CHARS)
+    which: Literal["hidden", "example", "all"] = "hidden"
+    results_stream: str | None = Field(default=None, max_length=256)
+    """where the result goes; None means the shared results stream"""
+    created_at: float = Field(default_factory=time.time)
+
+
+class ExecutionReport(WireMessage):
+    """A request's result; exactly one per sample id is published, whatever the retries."""
+
+    sample_id: str
+    problem_id: str
+    policy_version: int
+    result: ExecutionResult
+    worker_id: str
+    deliveries: int = 1
+    """how many times the request was delivered to a worker"""
+    queued_s: float = 0.0
+    """from the request's creation to the start of its execution"""
+    exec_s: float = 0.0
+    finished_at: float = Field(default_factory=time.time)
+
+
+class DeadLetter(WireMessage):
+    """A request no worker could process, with the reason."""
+
+    sample_id: str | None = None
+    reason: str
+    payload: str = ""
+    """the raw message, truncated"""
+    deliveries: int = 1
+    worker_id: str
+    at: float = Field(default_factory=time.time)
+
+
+class StoredProblem(WireMessage):
+    """A problem stored once in Redis under its id; workers cache it."""
+
+    problem: Problem

@@ -1,0 +1,42 @@
+"""Configuration of an executor service worker (Redis streams in, results out)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .config import ExecutorConfig
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class WorkerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redis_url: str = "redis://localhost:6379/0"
+    """Redis holding the request/result streams (env CODERL_REDIS_URL)"""
+    prefix: str = "coderl"
+    """namespace of every stream and key (coderl/streams.py)"""
+    worker_id: str = Field(default_factory=_default_worker_id)
+    block_ms: int = Field(default=500, ge=10)
+    """how long one read waits for new requests"""
+    claim_idle_ms: int = Field(default=15_000, ge=100)
+    """a request pending this long without a heartbeat belongs to a dead worker and is reclaimed"""
+    max_deliveries: int = Field(default=3, ge=1)
+    """after this many deliveries without a result a request is dead-lettered"""
+    result_ttl_s: int = Field(default=7 * 86400, ge=60)
+    """how long a sample id stays marked as done (its duplicate deliveries are ignored)"""
+    results_maxlen: int = Field(default=1_000_000, ge=1000)
+    """last-resort cap of a results stream; consumers delete what they acknowledge"""
+    dead_maxlen: int = Field(default=100_000, ge=100)
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    drain_timeout_s: float = Field(default=60.0, ge=0)
+    """on SIGTERM: wait this long for in-flight programs, then hand the rest back"""
+    health_port: int = Field(default=0, ge=0, le=65535)
+    """HTTP /livez, /readyz, /metrics on this port (0: off)"""
+    problem_cache: int = Field(default=4096, ge=1)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)

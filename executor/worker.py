@@ -1,0 +1,276 @@
+"""An executor service worker: requests from a Redis stream, results back, nothing lost.
+
+Delivery guarantees (see coderl/streams.py for the layout):
+  - a request is acknowledged only in the same atomic step that publishes its result, and that
+    step publishes at most one result per sample id, so retries never duplicate results;
+  - requests of a worker that died (kill -9) stay pending and are reclaimed by any worker after
+    ``claim_idle_ms``; a live worker refreshes the idle time of its in-flight requests;
+  - a request that keeps failing (SANDBOX_ERROR every time) is dead-lettered after
+    ``max_deliveries``; a malformed one at once, with the reason; neither stops the worker;
+  - SIGTERM stops reading, lets in-flight programs finish for ``drain_timeout_s`` and hands the
+    rest back (their idle time is set so another worker reclaims them immediately).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+
+from coderl import streams
+from coderl.outcomes import Verdict
+from coderl.problems import Problem
+from coderl.wire import DeadLetter, ExecutionReport, ExecutionRequest
+
+from .engine import Executor
+from .service_config import WorkerConfig
+
+log = logging.getLogger(__name__)
+PAYLOAD_KEEP = 2000
+
+
+class ExecutorWorker:
+    def __init__(self, config: WorkerConfig, executor: Executor | None = None) -> None:
+        self.config = config
+        self.names = streams.StreamNames(prefix=config.prefix)
+        self.redis = redis.Redis.from_url(config.redis_url, socket_timeout=30, health_check_interval=10)
+        self.executor = executor or Executor(config.executor)
+        self.slots = threading.BoundedSemaphore(self.config.executor.workers)
+        self.threads = ThreadPoolExecutor(self.config.executor.workers, thread_name_prefix="exec")
+        self.in_flight: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.counters: Counter[str] = Counter()
+        self.problems: OrderedDict[str, Problem] = OrderedDict()
+        self.stopping = threading.Event()
+        self.started = time.time()
+        self.last_loop = time.monotonic()
+        self.redis_ok = False
+        self._next_heartbeat = self._next_reclaim = 0.0
+
+    # --- main loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        log.info("worker %s serving %s", self.config.worker_id, self.names.requests)
+        while not self.stopping.is_set():
+            self.last_loop = time.monotonic()
+            try:
+                self._step()
+                self.redis_ok = True
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                self.redis_ok = False
+                log.warning("redis unavailable (%s); retrying", exc)
+                self.stopping.wait(1.0)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                streams.ensure_group(self.redis, self.names.requests, self.names.group)
+        self._drain()
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            streams.ensure_group(self.redis, self.names.requests, self.names.group)
+            self._heartbeat()
+            self._next_heartbeat = now + self.config.heartbeat_s
+        if not self.slots.acquire(timeout=self.config.block_ms / 1000):
+            return
+        entries = []
+        if now >= self._next_reclaim:
+            entries = self._reclaim()
+            self._next_reclaim = now + self.config.claim_idle_ms / 4000
+        if not entries:
+            entries = self._read_new()
+        self.slots.release()
+        for entry_id, fields, deliveries in entries:
+            self._dispatch(entry_id, fields, deliveries)
+
+    def _read_new(self) -> list[tuple[str, dict[Any, Any], int]]:
+        reply = self.redis.xreadgroup(
+            self.names.group,
+            self.config.worker_id,
+            {self.names.requests: ">"},
+            count=1,
+            block=self.config.block_ms,
+        )
+        return [(_text(eid), fields, 1) for _, messages in reply or [] for eid, fields in messages]
+
+    def _reclaim(self) -> list[tuple[str, dict[Any, Any], int]]:
+        reply = self.redis.xautoclaim(
+            self.names.requests,
+            self.names.group,
+            self.config.worker_id,
+            min_idle_time=self.config.claim_idle_ms,
+            start_id="0-0",
+            count=1,
+        )
+        claimed = [(_text(eid), fields) for eid, fields in reply[1] if fields]
+        result = []
+        for entry_id, fields in claimed:
+            info = self.redis.xpending_range(self.names.requests, self.names.group, entry_id, entry_id, 1)
+            deliveries = int(info[0]["times_delivered"]) if info else 1
+            self.counters["reclaimed"] += 1
+            log.info("reclaimed %s (delivery %d)", entry_id, deliveries)
+            result.append((entry_id, fields, deliveries))
+        return result
+
+    # --- one request -------------------------------------------------------------------------
+    def _dispatch(self, entry_id: str, fields: dict[Any, Any], deliveries: int) -> None:
+        payload = ""
+        try:
+            payload = streams.decode_entry(fields)
+            request = ExecutionRequest.model_validate_json(payload)
+        except (KeyError, ValidationError, ValueError) as exc:
+            self._dead(entry_id, None, f"malformed request: {str(exc)[:500]}", payload, deliveries)
+            return
+        if deliveries > self.config.max_deliveries:
+            reason = f"no result after {deliveries - 1} deliveries (sandbox errors or worker crashes)"
+            self._dead(entry_id, request.sample_id, reason, payload, deliveries)
+            return
+        problem = self._problem(request.problem_id)
+        if problem is None:
+            reason = f"unknown problem id {request.problem_id!r}: store it before submitting"
+            self._dead(entry_id, request.sample_id, reason, payload, deliveries)
+            return
+        self.slots.acquire()
+        with self.lock:
+            self.in_flight[entry_id] = time.monotonic()
+        self.threads.submit(self._execute, entry_id, request, problem, deliveries)
+
+    def _execute(self, entry_id: str, request: ExecutionRequest, problem: Problem, deliveries: int) -> None:
+        try:
+            started = time.time()
+            result = self.executor.execute(problem, request.program, request.which)
+            if result.verdict == Verdict.SANDBOX_ERROR:
+                # Not ours to score: leave it pending; it is redelivered, then dead-lettered.
+                self.counters["sandbox_errors"] += 1
+                return
+            report = ExecutionReport(
+                sample_id=request.sample_id,
+                problem_id=request.problem_id,
+                policy_version=request.policy_version,
+                result=result,
+                worker_id=self.config.worker_id,
+                deliveries=deliveries,
+                queued_s=max(0.0, started - request.created_at),
+                exec_s=time.time() - started,
+            )
+            self._publish(entry_id, report, request.results_stream or self.names.results)
+        except Exception:
+            log.exception("executing %s failed; it will be redelivered", entry_id)
+            self.counters["worker_errors"] += 1
+        finally:
+            with self.lock:
+                self.in_flight.pop(entry_id, None)
+            self.slots.release()
+
+    def _publish(self, entry_id: str, report: ExecutionReport, results_stream: str) -> None:
+        delay = 0.2
+        while True:
+            try:
+                first = streams.publish_once(
+                    self.redis,
+                    self.names,
+                    report,
+                    results_stream,
+                    entry_id,
+                    self.config.result_ttl_s,
+                    self.config.results_maxlen,
+                )
+                self.counters["published" if first else "duplicates_suppressed"] += 1
+                self.counters[f"verdict:{report.result.verdict.value}"] += 1
+                return
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                log.warning("publishing %s: %s; retrying", report.sample_id, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _dead(self, entry_id: str, sample_id: str | None, reason: str, payload: str, deliveries: int) -> None:
+        log.warning("dead-lettering %s: %s", entry_id, reason)
+        letter = DeadLetter(
+            sample_id=sample_id,
+            reason=reason,
+            payload=payload[:PAYLOAD_KEEP],
+            deliveries=deliveries,
+            worker_id=self.config.worker_id,
+        )
+        streams.dead_letter(self.redis, self.names, letter, entry_id, self.config.dead_maxlen)
+        self.counters["dead_lettered"] += 1
+
+    def _problem(self, problem_id: str) -> Problem | None:
+        if problem_id in self.problems:
+            self.problems.move_to_end(problem_id)
+            return self.problems[problem_id]
+        stored = streams.load_problem(self.redis, self.names, problem_id)
+        if stored is None:
+            return None
+        self.problems[problem_id] = stored.problem
+        if len(self.problems) > self.config.problem_cache:
+            self.problems.popitem(last=False)
+        return stored.problem
+
+    # --- liveness, heartbeats, shutdown ------------------------------------------------------
+    def _heartbeat(self) -> None:
+        with self.lock:
+            in_flight = list(self.in_flight)
+        if in_flight:  # keep our requests from looking abandoned
+            self.redis.xclaim(
+                self.names.requests, self.names.group, self.config.worker_id, 0, in_flight, justid=True
+            )
+        key = self.names.worker(self.config.worker_id)
+        pipe = self.redis.pipeline()
+        pipe.hset(key, mapping={k: str(v) for k, v in self.metrics().items()})
+        pipe.expire(key, max(int(self.config.heartbeat_s * 5), 5))
+        pipe.execute()
+
+    def metrics(self) -> dict[str, float]:
+        uptime = max(time.time() - self.started, 1e-9)
+        executed = sum(v for k, v in self.counters.items() if k.startswith("verdict:"))
+        values: dict[str, float] = {k.replace(":", "_"): float(v) for k, v in self.counters.items()}
+        values.update({f"pool_{k}": float(v) for k, v in self.executor.pool.counters.items()})
+        values.update(
+            {f"executor_{k}": float(v) for k, v in self.executor.counters.items() if k == "sandbox_retries"}
+        )
+        values.update(
+            {"uptime_s": uptime, "programs_per_s": executed / uptime, "in_flight": float(len(self.in_flight))}
+        )
+        return values
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self.lock:
+            unfinished = list(self.in_flight)
+        if unfinished:
+            log.warning("handing back %d unfinished requests", len(unfinished))
+            try:  # make them look abandoned so another worker takes them now
+                self.redis.xclaim(
+                    self.names.requests,
+                    self.names.group,
+                    self.config.worker_id,
+                    0,
+                    unfinished,
+                    idle=self.config.claim_idle_ms,
+                    justid=True,
+                )
+            except redis.RedisError as exc:
+                log.error("could not hand back requests (they are reclaimed after claim_idle_ms): %s", exc)
+        self.threads.shutdown(wait=False, cancel_futures=True)
+        try:
+            self.redis.delete(self.names.worker(self.config.worker_id))
+        except redis.RedisError:
+            pass
+        self.executor.close()
+        log.info("worker %s stopped: %s", self.config.worker_id, dict(self.counters))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
