@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build a minimal Debian bookworm + python3 + numpy base image from Debian packages only
-# (debootstrap + docker import): no container registry is needed, so this works on
-# air-gapped clusters that can reach a Debian mirror (or a local/file:// mirror).
+# Build a minimal Debian bookworm base image from Debian packages only (debootstrap + docker
+# import): no container registry is needed, so this works on air-gapped clusters that can reach a
+# Debian mirror (or a local/file:// mirror). It carries what every project image needs: python3 +
+# numpy (sandbox), pip + venv (executor: installs the wheels staged by build-images.sh) and
+# redis-server (coderl-redis), so their Dockerfiles need no mirror on top of it.
 #
 # Usage: deploy/build-base-image.sh [--stand-in] [--force] [--image NAME:TAG] [--mirror URL] [--verbose]
 #
@@ -14,13 +16,17 @@
 #                     debian:bookworm-slim tag when --stand-in is given)
 #   --verbose         stream debootstrap's output instead of only its tail on failure
 #
+# Without --force an existing image is still rebuilt when its org.coderl.base-packages label lacks
+# one of the packages this script installs (a stand-in from an older checkout, e.g. without pip).
 # Needs root, debootstrap and a running Docker engine.
 set -euo pipefail
 
 SUITE=bookworm
-PACKAGES=python3-minimal,python3-numpy
+# Keep in sync with the "only if missing" apt steps of deploy/*.Dockerfile.
+PACKAGES=python3-minimal,python3-numpy,python3-pip,python3-venv,redis-server
 STAND_IN_TAG=debian:bookworm-slim
 BASE_LABEL=org.coderl.base=debootstrap
+PACKAGES_LABEL=org.coderl.base-packages
 IMAGE=coderl/bookworm-python:latest
 MIRROR=${DEBIAN_MIRROR:-}
 MIRROR_FROM=\$DEBIAN_MIRROR
@@ -33,7 +39,7 @@ die() {
 	printf '[build-base-image] ERROR: %s\n' "$*" >&2
 	exit 1
 }
-usage() { sed -n '2,17s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,22s/^# \{0,1\}//p' "$0"; }
 
 while (($#)); do
 	case $1 in
@@ -142,6 +148,13 @@ image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null; }
 human_size() { numfmt --to=iec-i --suffix=B "$1" 2>/dev/null || printf '%s bytes' "$1"; }
 
+# Packages of PACKAGES that an existing image's label does not list (one a line; none: up to date).
+missing_packages() {
+	local have
+	have=$(docker image inspect -f "{{index .Config.Labels \"$PACKAGES_LABEL\"}}" "$1" 2>/dev/null || true)
+	comm -23 <(tr ',' '\n' <<<"$PACKAGES" | sort -u) <(tr ',' '\n' <<<"$have" | sed '/^$/d' | sort -u)
+}
+
 tag_stand_in() {
 	local ours theirs label
 	ours=$(image_id "$IMAGE")
@@ -168,9 +181,14 @@ command -v docker >/dev/null || die "docker CLI not found"
 docker info >/dev/null 2>&1 || die "Docker engine unreachable (is dockerd running?)"
 
 if image_exists "$IMAGE" && [[ $FORCE -ne 1 ]]; then
-	log "$IMAGE already exists ($(image_id "$IMAGE" | cut -c8-19)); skipping the build (use --force to rebuild)"
-	if ((STAND_IN)); then tag_stand_in; fi
-	exit 0
+	missing=$(missing_packages "$IMAGE")
+	if [[ -z $missing ]]; then
+		log "$IMAGE already exists ($(image_id "$IMAGE" | cut -c8-19)); skipping the build (use --force to rebuild)"
+		if ((STAND_IN)); then tag_stand_in; fi
+		exit 0
+	fi
+	log "$IMAGE ($(image_id "$IMAGE" | cut -c8-19)) lacks $(paste -sd, - <<<"$missing")" \
+		"(per its $PACKAGES_LABEL label): rebuilding it"
 fi
 
 [[ $EUID -eq 0 ]] || die "debootstrap needs root"
@@ -256,13 +274,16 @@ tar --numeric-owner -C "$ROOTFS" --exclude='./dev/*' --exclude='./proc/*' --excl
 		--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 		--change 'ENV LANG=C.UTF-8' \
 		--change "LABEL $BASE_LABEL" \
+		--change "LABEL $PACKAGES_LABEL=$PACKAGES" \
 		--change 'CMD ["bash"]' \
 		--message "debootstrap --variant=minbase --include=$PACKAGES $SUITE" \
 		- "$IMAGE" >/dev/null
 
-log "smoke test: python3 + numpy in $IMAGE"
-docker run --rm --network none "$IMAGE" \
-	python3 -c 'import sys, numpy; print("python", sys.version.split()[0], "numpy", numpy.__version__)'
+log "smoke test: python3 + numpy, pip, venv and redis-server in $IMAGE"
+docker run --rm --network none "$IMAGE" sh -ec '
+	python3 -c "import sys, numpy, ensurepip; print(\"python\", sys.version.split()[0], \"numpy\", numpy.__version__)"
+	python3 -m pip --version
+	redis-server --version'
 
 if ((STAND_IN)); then tag_stand_in; fi
 log "built $IMAGE ($(image_id "$IMAGE" | cut -c8-19), $(human_size "$(docker image inspect -f '{{.Size}}' "$IMAGE")"))" \

@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -33,6 +32,7 @@ from .service_config import WorkerConfig
 
 log = logging.getLogger(__name__)
 PAYLOAD_KEEP = 2000
+HAND_BACK_IDLE_MS = 86_400_000
 
 
 class ExecutorWorker:
@@ -42,7 +42,6 @@ class ExecutorWorker:
         self.redis = redis.Redis.from_url(config.redis_url, socket_timeout=30, health_check_interval=10)
         self.executor = executor or Executor(config.executor)
         self.slots = threading.BoundedSemaphore(self.config.executor.workers)
-        self.threads = ThreadPoolExecutor(self.config.executor.workers, thread_name_prefix="exec")
         self.in_flight: dict[str, float] = {}
         self.lock = threading.Lock()
         self.counters: Counter[str] = Counter()
@@ -52,6 +51,7 @@ class ExecutorWorker:
         self.last_loop = time.monotonic()
         self.redis_ok = False
         self._next_heartbeat = self._next_reclaim = 0.0
+        self._claim_cursor = "0-0"
 
     # --- main loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -76,16 +76,19 @@ class ExecutorWorker:
         if now >= self._next_heartbeat:
             streams.ensure_group(self.redis, self.names.requests, self.names.group)
             self._heartbeat()
-            self._next_heartbeat = now + self.config.heartbeat_s
+            # In-flight requests must be refreshed well within claim_idle_ms, whatever heartbeat_s.
+            self._next_heartbeat = now + min(self.config.heartbeat_s, self.config.claim_idle_ms / 3000)
         if not self.slots.acquire(timeout=self.config.block_ms / 1000):
             return
-        entries = []
-        if now >= self._next_reclaim:
-            entries = self._reclaim()
-            self._next_reclaim = now + self.config.claim_idle_ms / 4000
-        if not entries:
-            entries = self._read_new()
-        self.slots.release()
+        try:  # the slot only reserves capacity for the read; a Redis error must not leak it
+            entries = []
+            if now >= self._next_reclaim:
+                entries = self._reclaim()
+                self._next_reclaim = now + self.config.claim_idle_ms / 4000
+            if not entries:
+                entries = self._read_new()
+        finally:
+            self.slots.release()
         for entry_id, fields, deliveries in entries:
             self._dispatch(entry_id, fields, deliveries)
 
@@ -105,9 +108,10 @@ class ExecutorWorker:
             self.names.group,
             self.config.worker_id,
             min_idle_time=self.config.claim_idle_ms,
-            start_id="0-0",
+            start_id=self._claim_cursor,
             count=1,
         )
+        self._claim_cursor = _text(reply[0])  # scan the whole PEL over successive calls
         claimed = [(_text(eid), fields) for eid, fields in reply[1] if fields]
         result = []
         for entry_id, fields in claimed:
@@ -127,11 +131,21 @@ class ExecutorWorker:
         except (KeyError, ValidationError, ValueError) as exc:
             self._dead(entry_id, None, f"malformed request: {str(exc)[:500]}", payload, deliveries)
             return
+        stream = request.results_stream or self.names.results
+        if stream != self.names.results and not stream.startswith(f"{self.names.results}:"):
+            reason = f"results_stream {stream!r} is outside {self.names.results}[:*]"
+            self._dead(entry_id, request.sample_id, reason, payload, deliveries)
+            return
         if deliveries > self.config.max_deliveries:
             reason = f"no result after {deliveries - 1} deliveries (sandbox errors or worker crashes)"
             self._dead(entry_id, request.sample_id, reason, payload, deliveries)
             return
-        problem = self._problem(request.problem_id)
+        try:
+            problem = self._problem(request.problem_id)
+        except (ValueError, redis.ResponseError) as exc:  # ValidationError is a ValueError
+            reason = f"stored problem {request.problem_id!r} is unreadable: {str(exc)[:500]}"
+            self._dead(entry_id, request.sample_id, reason, payload, deliveries)
+            return
         if problem is None:
             reason = f"unknown problem id {request.problem_id!r}: store it before submitting"
             self._dead(entry_id, request.sample_id, reason, payload, deliveries)
@@ -139,7 +153,10 @@ class ExecutorWorker:
         self.slots.acquire()
         with self.lock:
             self.in_flight[entry_id] = time.monotonic()
-        self.threads.submit(self._execute, entry_id, request, problem, deliveries)
+        # A daemon thread per request (the slots bound them): one stuck in a sandbox after the drain
+        # handed its request back must not keep the process from exiting.
+        args = (entry_id, request, problem, deliveries)
+        threading.Thread(target=self._execute, args=args, name="exec", daemon=True).start()
 
     def _execute(self, entry_id: str, request: ExecutionRequest, problem: Problem, deliveries: int) -> None:
         try:
@@ -229,12 +246,11 @@ class ExecutorWorker:
 
     def metrics(self) -> dict[str, float]:
         uptime = max(time.time() - self.started, 1e-9)
-        executed = sum(v for k, v in self.counters.items() if k.startswith("verdict:"))
-        values: dict[str, float] = {k.replace(":", "_"): float(v) for k, v in self.counters.items()}
-        values.update({f"pool_{k}": float(v) for k, v in self.executor.pool.counters.items()})
-        values.update(
-            {f"executor_{k}": float(v) for k, v in self.executor.counters.items() if k == "sandbox_retries"}
-        )
+        counters = dict(self.counters)  # a copy: execution threads add keys while we iterate
+        executed = sum(v for k, v in counters.items() if k.startswith("verdict:"))
+        values: dict[str, float] = {k.replace(":", "_"): float(v) for k, v in counters.items()}
+        values.update({f"pool_{k}": float(v) for k, v in dict(self.executor.pool.counters).items()})
+        values["executor_sandbox_retries"] = float(self.executor.counters.get("sandbox_retries", 0))
         values.update(
             {"uptime_s": uptime, "programs_per_s": executed / uptime, "in_flight": float(len(self.in_flight))}
         )
@@ -258,12 +274,11 @@ class ExecutorWorker:
                     self.config.worker_id,
                     0,
                     unfinished,
-                    idle=self.config.claim_idle_ms,
+                    idle=HAND_BACK_IDLE_MS,  # past any worker's claim_idle_ms, not just ours
                     justid=True,
                 )
             except redis.RedisError as exc:
                 log.error("could not hand back requests (they are reclaimed after claim_idle_ms): %s", exc)
-        self.threads.shutdown(wait=False, cancel_futures=True)
         try:
             self.redis.delete(self.names.worker(self.config.worker_id))
         except redis.RedisError:
