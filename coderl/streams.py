@@ -29,7 +29,11 @@ DATA_FIELD = "data"
 _PUBLISH_ONCE = """
 local first = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
 if first then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+  local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'data', ARGV[2])
+  if type(added) == 'table' and added.err then  -- e.g. WRONGTYPE: no marker without a result
+    redis.call('DEL', KEYS[1])
+    return added
+  end
 end
 redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
 redis.call('XDEL', KEYS[3], ARGV[5])
@@ -97,7 +101,9 @@ def load_problem(client: redis.Redis, names: StreamNames, problem_id: str) -> St
 
 
 def submit(client: redis.Redis, names: StreamNames, request: ExecutionRequest) -> str:
-    return str(client.xadd(names.requests, {DATA_FIELD: request.to_wire()}))
+    """Add ``request`` to the requests stream; its entry id."""
+    entry = client.xadd(names.requests, {DATA_FIELD: request.to_wire()})
+    return entry.decode() if isinstance(entry, bytes) else str(entry)
 
 
 def publish_once(

@@ -5,7 +5,11 @@ program is the problem's prompt + completion) or {"task_id": ..., "program": ...
 program). Other keys are ignored; blank lines are skipped. RESULTS gets one line per sample, in
 SAMPLES order; "index" is the sample's 0-based line number among the non-blank lines of SAMPLES.
 Config precedence: --config FILE, then --set, then --workers/--timeout/--backend.
-Exit codes: 0 done (even if programs fail), 2 bad usage or input, 3 the sandbox could not start.
+With --via redis://HOST:PORT[/DB] the batch runs on the executor workers (python -m executor) serving
+that Redis, with the same RESULTS and summary; --config/--set then configure the client (ClientConfig
+in executor/client.py) and the workers' own configuration decides limits and backend.
+Exit codes: 0 done (even if programs fail), 2 bad usage or input, 3 the sandbox could not start
+(with --via: Redis unreachable, no worker serving it, or the batch timed out).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from coderl.outcomes import Verdict
 from coderl.passk import mean_pass_at_k, reportable_ks
 from coderl.problems import Problem, ProblemFormatError, load_problems_by_id
 
+from .client import BATCH_ERRORS, ClientConfig, RedisExecutionClient, redis_url
 from .config import ExecutorConfig
 from .engine import ExecutionItem, Executor
 from .sandbox.connection import SandboxFault
@@ -228,7 +233,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--timeout", type=float, metavar="SECONDS", help="CPU seconds per test (sets limits.timeout_s)")
     add("--which", choices=("hidden", "example", "all"), default="hidden", help="tests (default: hidden)")
     add("--backend", choices=("docker", "process"), help="sets sandbox.backend (default: docker)")
-    add("--config", type=Path, metavar="FILE", help="ExecutorConfig as TOML or YAML")
+    add("--config", type=Path, metavar="FILE", help="ExecutorConfig (with --via: ClientConfig), TOML/YAML")
+    add("--via", type=redis_url, metavar="redis://HOST:PORT[/DB]", help="run on the workers serving it")
     add(
         "--set",
         dest="overrides",
@@ -240,7 +246,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> ExecutorConfig:
+def _config(args: argparse.Namespace) -> ExecutorConfig | ClientConfig:
+    if args.via is not None:
+        given = [f"--{name}" for name in ("workers", "timeout", "backend") if getattr(args, name) is not None]
+        if given:
+            raise CommandError(
+                f"{', '.join(given)} configure the in-process executor; with --via the workers' own "
+                "configuration applies (see python -m executor --help)"
+            )
+        return load_config(ClientConfig, args.config, [*args.overrides, f"redis_url={args.via}"])
     overrides = list(args.overrides)
     for key, value in (("workers", args.workers), ("limits.timeout_s", args.timeout)):
         if value is not None:
@@ -258,10 +272,11 @@ def _startup_errors() -> tuple[type[BaseException], ...]:
     return (SandboxFault, OSError, ImportError, DockerException)
 
 
-def _execute(config: ExecutorConfig, items: list[ExecutionItem]) -> tuple[list[ExecutionResult], float]:
-    """Results in input order and the wall-clock seconds of the execution phase."""
+def _start(config: ExecutorConfig | ClientConfig) -> Executor | RedisExecutionClient:
+    if isinstance(config, ClientConfig):
+        return RedisExecutionClient(config)
     try:
-        executor = Executor(config)
+        return Executor(config)
     except _startup_errors() as exc:
         raise CommandError(
             f"cannot start the {config.sandbox.backend!r} sandbox: {type(exc).__name__}: {exc}\n"
@@ -269,6 +284,13 @@ def _execute(config: ExecutorConfig, items: list[ExecutionItem]) -> tuple[list[E
             "running), or pass --backend process to run without container isolation (trusted code only).",
             exit_code=SANDBOX_UNAVAILABLE,
         ) from None
+
+
+def _execute(
+    config: ExecutorConfig | ClientConfig, items: list[ExecutionItem]
+) -> tuple[list[ExecutionResult], float]:
+    """Results in input order and the wall-clock seconds of the execution phase."""
+    executor = _start(config)
     bar = tqdm(total=len(items), desc="execute", unit="prog", file=sys.stderr, disable=None)
     passed = 0
 
@@ -283,11 +305,13 @@ def _execute(config: ExecutorConfig, items: list[ExecutionItem]) -> tuple[list[E
             started = time.monotonic()
             results = executor.execute_many(items, on_result=on_result)
             return results, time.monotonic() - started
+        except BATCH_ERRORS as exc:  # only with --via
+            raise CommandError(f"--via: {exc}", exit_code=SANDBOX_UNAVAILABLE) from None
         finally:
             _close(executor)
 
 
-def _close(executor: Executor) -> None:
+def _close(executor: Executor | RedisExecutionClient) -> None:
     """Close the pool; a failure to clean up must not lose the results."""
     try:
         executor.close()
@@ -306,7 +330,7 @@ def _check_out(out: Path, samples: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = _config(args)
-    if config.sandbox.backend == "process":
+    if isinstance(config, ExecutorConfig) and config.sandbox.backend == "process":
         sys.stderr.write(PROCESS_WARNING)
     log.debug("resolved executor configuration:\n%s", dump_config(config))
     try:

@@ -84,7 +84,8 @@ class ExecutorWorker:
             entries = []
             if now >= self._next_reclaim:
                 entries = self._reclaim()
-                self._next_reclaim = now + self.config.claim_idle_ms / 4000
+                if not entries:  # while there is something to reclaim, go on at once
+                    self._next_reclaim = now + self.config.claim_idle_ms / 4000
             if not entries:
                 entries = self._read_new()
         finally:
