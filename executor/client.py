@@ -27,7 +27,7 @@ from coderl.execution import ErrorInfo, ExecutionResult
 from coderl.outcomes import Verdict
 from coderl.wire import MAX_PROGRAM_CHARS, DeadLetter, ExecutionReport, ExecutionRequest
 
-from .engine import ExecutionItem
+from .engine import ExecutionItem, collect_in_order
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -115,12 +115,7 @@ class RedisExecutionClient:
         self, items: Sequence[ExecutionItem], on_result: Callable[[int, ExecutionResult], None] | None = None
     ) -> list[ExecutionResult]:
         """Results in input order, like ``Executor.execute_many``."""
-        results: list[ExecutionResult | None] = [None] * len(items)
-        for index, result in self.iter_results(items):
-            results[index] = result
-            if on_result is not None:
-                on_result(index, result)
-        return [r for r in results if r is not None]
+        return collect_in_order(self.iter_results(items), len(items), on_result)
 
     def iter_results(self, items: Sequence[ExecutionItem]) -> Iterator[tuple[int, ExecutionResult]]:
         """``(index, result)`` for every item, as results arrive."""

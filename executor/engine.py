@@ -138,12 +138,7 @@ class Executor:
     ) -> list[ExecutionResult]:
         """Run items in parallel; results in input order. ``on_result`` sees each as it finishes."""
         items = list(items)
-        results: list[ExecutionResult | None] = [None] * len(items)
-        for index, result in self.iter_results(items):
-            results[index] = result
-            if on_result is not None:
-                on_result(index, result)
-        return [r for r in results if r is not None]
+        return collect_in_order(self.iter_results(items), len(items), on_result)
 
     def iter_results(self, items: list[ExecutionItem]) -> Iterator[tuple[int, ExecutionResult]]:
         with ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="executor") as threads:
@@ -155,3 +150,20 @@ class Executor:
 
             for future in as_completed(futures):
                 yield futures[future], future.result()
+
+
+def collect_in_order(
+    pairs: Iterable[tuple[int, ExecutionResult]],
+    count: int,
+    on_result: Callable[[int, ExecutionResult], None] | None = None,
+) -> list[ExecutionResult]:
+    """Gather ``(index, result)`` pairs arriving in any order into a list in index order."""
+    results: list[ExecutionResult | None] = [None] * count
+    for index, result in pairs:
+        results[index] = result
+        if on_result is not None:
+            on_result(index, result)
+    missing = [i for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"no result for items {missing[:10]} ({len(missing)} missing)")
+    return [r for r in results if r is not None]

@@ -12,7 +12,8 @@ Precedence, first match wins:
     OOM kill or MemoryError                    -> MEMORY_LIMIT
     killed by a signal, non-zero exit, raised  -> RUNTIME_ERROR
     stdio: output differs (compare.py)         -> FAILED_TEST
-    call: value differs or is not plain data   -> FAILED_TEST
+    call: value differs or is not plain data,
+          or the program corrupted its channel -> FAILED_TEST
     assert: an assert or the test code failed,
             or the program exited before the tests completed -> FAILED_TEST
     otherwise                                  -> PASSED
@@ -201,6 +202,10 @@ def _judge_stdio(raw: dict[str, Any], test: TestCase, options: CompareOptions) -
 
 def _judge_call(raw: dict[str, Any], test: TestCase, options: CompareOptions) -> Judgement:
     event = _first_event(raw, "returned", "raised", "exited", "exception")
+    if event is None and raw.get("protocol_violation"):
+        return _judgement(
+            Verdict.FAILED_TEST, raw, "ProtocolViolation", "the program corrupted its result channel"
+        )
     if event is None and raw.get("signal") is None and raw.get("exit_code") is None:
         return _judgement(Verdict.SANDBOX_ERROR, raw, "SandboxError", "the program's exit status was lost")
     if event is None:

@@ -48,6 +48,8 @@ class Job:
         self.candidate_status: tuple[int, float, int] | None = None
         self.runner_status: tuple[int, float, int] | None = None
         self.kill_rounds = 0
+        self.protocol_violation = False
+        self.entry_point = request.get("fn_name") if isinstance(request.get("fn_name"), str) else None
         self.started = time.monotonic()
         self.elapsed = 0.0
         self._open_pipes()
@@ -102,6 +104,7 @@ class Job:
     # --- the loop ------------------------------------------------------------------------------
     def loop(self, candidate_pid: int, server: Server) -> None:
         self.candidate_pid = candidate_pid
+        self.started = time.monotonic()  # the clock starts when the program exists
         deadline = self.started + self.wall_s
         next_cpu_check = 0.0
         if self.mode == "call":
@@ -119,7 +122,8 @@ class Job:
             readers = [fd for fd in (self.out_r, self.err_r, self.result_r) if fd in self.open_fds]
             if self.mode != "assert" and self.ctl_server.fileno() >= 0:
                 readers.append(self.ctl_server.fileno())
-            readers.append(server.zygote_sock.fileno())
+            if not server.zygote_gone:
+                readers.append(server.zygote_sock.fileno())
             writers = [self.stdin_w] if self.stdin_w in self.open_fds else []
             timeout = min(CPU_POLL_S, max(0.0, deadline - now))
             readable, writable, _ = select.select(readers, writers, [], timeout)
@@ -195,7 +199,12 @@ class Job:
         try:
             frames = self.ctl_buffer.feed(data)
         except wire.FrameError:
-            self._stop("output", killed=True)
+            # The program corrupted its own channel: stop listening. A call-based answer is then
+            # void; a stdio program is still judged on its output.
+            self.protocol_violation = True
+            self.ctl_server.close()
+            if self.mode == "call" and self.stop_reason is None:
+                self._stop("protocol violation")
             return
         for event in frames:
             if len(self.events) < MAX_EVENTS:
@@ -227,6 +236,9 @@ class Job:
                 if self.runner_pid in server.statuses and self.result_r not in self.open_fds:
                     self._stop("runner exited")
             return
+        if self.candidate_pid not in server.statuses and server.zygote_stopped():
+            server.kill_zygote()  # stopped by the program: its exit would never be reported
+        sysutil.reap_any(server.statuses)  # the candidate is ours to reap if its zygote died
         if self.candidate_pid in server.statuses:
             # Give pipes a moment to reach EOF; daemons holding them are killed afterwards.
             if self.out_r in self.open_fds or self.err_r in self.open_fds:
@@ -301,4 +313,5 @@ class Job:
             "events": self.events,
             "record": self.record,
             "kill_rounds": self.kill_rounds,
+            "protocol_violation": self.protocol_violation,
         }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import resource
 import traceback
 from typing import Any, NoReturn
 
@@ -96,11 +97,20 @@ def _record(fd: int, outcome: str, **details: Any) -> None:
     wire.write_frame(fd, {"outcome": outcome, **details})
 
 
-def main(control_fd: int, result_fd: int, setup_code: str, test_code: str) -> NoReturn:
+def main(
+    control_fd: int,
+    result_fd: int,
+    setup_code: str,
+    test_code: str,
+    entry_point: str | None,
+    memory_bytes: int,
+) -> NoReturn:
     sysutil.make_non_dumpable()
+    if memory_bytes > 0:  # values decoded from the program are bounded by its own limit, twice over
+        resource.setrlimit(resource.RLIMIT_AS, (2 * memory_bytes, 2 * memory_bytes))
     code = 0
     try:
-        _run(Channel(control_fd), result_fd, setup_code, test_code)
+        _run(Channel(control_fd), result_fd, setup_code, test_code, entry_point)
     except BaseException:
         code = 70
         try:
@@ -110,7 +120,7 @@ def main(control_fd: int, result_fd: int, setup_code: str, test_code: str) -> No
     os._exit(code)
 
 
-def _run(channel: Channel, result_fd: int, setup_code: str, test_code: str) -> None:
+def _run(channel: Channel, result_fd: int, setup_code: str, test_code: str, entry_point: str | None) -> None:
     first = channel.receive()
     kind = (first or {}).get("event")
     if kind != "ready":
@@ -119,14 +129,22 @@ def _run(channel: Channel, result_fd: int, setup_code: str, test_code: str) -> N
         )
         _record(result_fd, outcome, event=_trim(first))
         return
+    names, plain = first.get("callables"), first.get("values")
+    if not isinstance(names, list) or not isinstance(plain, dict):
+        _record(
+            result_fd, "candidate_gone", event={"type": "ProtocolViolation", "message": "bad ready frame"}
+        )
+        return
     namespace: dict[str, Any] = {"__name__": "__tests__", "__builtins__": builtins}
-    for name, encoded in (first.get("values") or {}).items():
-        try:
-            namespace[str(name)] = values.decode(encoded)
-        except (ValueError, TypeError):
-            continue
-    for name in first.get("callables") or []:
-        namespace[str(name)] = CandidateProxy(channel, str(name))
+    for name, encoded in plain.items():
+        if _visible(name, entry_point):
+            try:
+                namespace[name] = values.decode(encoded)
+            except (ValueError, TypeError, RecursionError):
+                continue
+    for name in names:
+        if _visible(name, entry_point):
+            namespace[name] = CandidateProxy(channel, name)
     register_source("<test setup>", setup_code)
     register_source("<tests>", test_code)
     try:
@@ -144,6 +162,17 @@ def _run(channel: Channel, result_fd: int, setup_code: str, test_code: str) -> N
             _record(result_fd, "failed", event=detail)
     else:
         _record(result_fd, "passed")
+
+
+BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+def _visible(name: object, entry_point: str | None) -> bool:
+    """Which of the program's names the tests see. A program's ``abs = lambda x: 0`` must not
+    replace the builtin the tests call: builtin names stay builtins (the entry point aside)."""
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+        return False
+    return name not in BUILTIN_NAMES or name == entry_point
 
 
 def _trim(event: dict[str, Any] | None) -> dict[str, Any] | None:

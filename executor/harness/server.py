@@ -26,6 +26,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -35,12 +36,14 @@ from . import runner, sysutil, wire, zygote
 from .job import Job
 
 SCRUB_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
+ZYGOTE_TIMEOUT_S = 20.0
 
 
 class Server:
     def __init__(self, contained: bool, workroot: str, with_numpy: bool) -> None:
         self.contained, self.workroot, self.with_numpy = contained, workroot, with_numpy
         self.non_dumpable = sysutil.make_non_dumpable()
+        sysutil.make_subreaper()  # outside a container, orphans must come to us, not the host's init
         self.statuses: dict[int, tuple[int, float, int]] = {}
         self.jobs_run = 0
         self._start_zygote()
@@ -54,11 +57,35 @@ class Server:
             os.closerange(3, theirs.fileno())
             zygote.main(theirs, self.with_numpy)
         theirs.close()
-        self.zygote_sock, self.zygote_pid = ours, pid
+        self.zygote_sock, self.zygote_pid, self.zygote_gone = ours, pid, False
+        if self._zygote_message().get("ready") is not True:  # preloaded, so jobs are timed fairly
+            raise RuntimeError("zygote did not start")
+        # What a program could change in the harness's processes (same UID): checked after each job.
+        self.fingerprints = {p: sysutil.fingerprint(p) for p in (os.getpid(), self.zygote_pid)}
+
+    def _zygote_message(self) -> dict[str, Any]:
+        """The zygote's next message; {} if it closed; RuntimeError if it does not answer in time
+        (a program may have stopped it: the host then recycles this container)."""
+        readable, _, _ = select.select([self.zygote_sock], [], [], ZYGOTE_TIMEOUT_S)
+        if not readable:
+            raise RuntimeError(f"zygote did not answer within {ZYGOTE_TIMEOUT_S} s")
+        return json.loads(self.zygote_sock.recv(1 << 16) or b"{}")
+
+    def zygote_stopped(self) -> bool:
+        fields = sysutil.proc_stat(self.zygote_pid)
+        return not self.zygote_gone and fields is not None and fields[0] in ("T", "t")
+
+    def kill_zygote(self) -> None:
+        """Orphans of a dead zygote become ours (PID 1, or a subreaper): their exits still arrive."""
+        try:
+            os.kill(self.zygote_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.zygote_gone = True
 
     def zygote_alive(self) -> bool:
         fields = sysutil.proc_stat(self.zygote_pid)
-        return fields is not None and fields[0] not in ("Z", "X")
+        return not self.zygote_gone and fields is not None and fields[0] not in ("Z", "X", "T", "t")
 
     def serve(self) -> None:
         while True:
@@ -72,7 +99,12 @@ class Server:
             if request.get("op") == "ping":
                 wire.write_frame(1, self.describe())
             elif request.get("op") == "run":
-                wire.write_frame(1, self.run(request))
+                try:
+                    reply = self.run(request)
+                except Exception as exc:  # a harness bug: say so, and let the host recycle us
+                    wire.write_frame(1, {"error": f"harness failure: {type(exc).__name__}: {exc}"[:2000]})
+                    return
+                wire.write_frame(1, reply)
             else:
                 wire.write_frame(1, {"error": f"unknown op {request.get('op')!r}"})
 
@@ -109,7 +141,10 @@ class Server:
         oom_after = sysutil.oom_kill_count()
         result = job.result()
         result["oom_killed"] = oom_before is not None and oom_after is not None and oom_after > oom_before
-        result["contamination"] = self._scrub(workdir)
+        try:
+            result["contamination"] = self._scrub(workdir)
+        except Exception as exc:  # cleanup must never take PID 1 down: report, get recycled
+            result["contamination"] = [f"cleanup failed: {type(exc).__name__}: {exc}"[:500]]
         return result
 
     def _spawn_candidate(self, job: Job) -> int:
@@ -117,7 +152,7 @@ class Server:
         socket.send_fds(self.zygote_sock, [request], job.candidate_fds())
         job.close_candidate_ends()
         while True:
-            message = json.loads(self.zygote_sock.recv(1 << 16) or b"{}")
+            message = self._zygote_message()
             if "pid" in message:
                 job.send_candidate_job()
                 return int(message["pid"])
@@ -133,15 +168,22 @@ class Server:
     def _spawn_runner(self, job: Job) -> int:
         control_fd, result_fd = job.runner_fds()
         pid = os.fork()
-        if pid == 0:
-            _detach_from_host_channel()  # test code that prints must not reach the host channel
-            keep = sorted((control_fd, result_fd))
-            os.closerange(3, keep[0])
-            os.closerange(keep[0] + 1, keep[1])
-            os.closerange(keep[1] + 1, 1 << 16)
-            runner.main(control_fd, result_fd, job.setup_code, job.test_code)
+        if pid == 0:  # the child must never return into the server's code: it always _exits
+            try:
+                self._become_runner(job, control_fd, result_fd)
+            finally:
+                os._exit(70)
         job.close_runner_ends()
         return pid
+
+    def _become_runner(self, job: Job, control_fd: int, result_fd: int) -> None:
+        _detach_from_host_channel()  # test code that prints must not reach the host channel
+        keep = sorted((control_fd, result_fd))
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, 1 << 16)
+        memory = int(job.limits["memory_bytes"])
+        runner.main(control_fd, result_fd, job.setup_code, job.test_code, job.entry_point, memory)
 
     def poll_zygote(self) -> None:
         while True:
@@ -150,8 +192,10 @@ class Server:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
+                self.zygote_gone = True
                 return
             if not data:
+                self.zygote_gone = True
                 return
             message = json.loads(data)
             if "exited" in message:
@@ -190,7 +234,10 @@ class Server:
     def _scrub(self, workdir: str) -> list[str]:
         problems: list[str] = []
         if not self.zygote_alive():
-            problems.append("zygote died")
+            problems.append("zygote died or was stopped")
+        for pid, before in self.fingerprints.items():
+            if sysutil.fingerprint(pid) != before:
+                problems.append(f"limits, priority or affinity of harness process {pid} changed")
         dirs = SCRUB_DIRS if self.contained else (workdir,)
         for directory in dirs:
             if not os.path.isdir(directory):
@@ -225,23 +272,29 @@ def _detach_from_host_channel() -> None:
     os.close(null)
 
 
-def _remove(path: str) -> None:
-    def make_writable_and_retry(function: Any, target: str, _: Any) -> None:
-        try:
-            os.chmod(os.path.dirname(target), 0o700)
-            if not os.path.islink(target):
-                os.chmod(target, 0o700)
-            function(target)
-        except OSError:
-            pass
+def _make_removable(path: str, depth: int = 0) -> None:
+    """chmod u+rwx every directory below ``path`` (a program may leave mode-000 ones); never
+    follows symlinks. Depth-bounded: anything deeper is reported as not removable."""
+    if depth > 200 or os.path.islink(path) or not os.path.isdir(path):
+        return
+    try:
+        os.chmod(path, 0o700)
+        entries = os.listdir(path)
+    except OSError:
+        return
+    for entry in entries:
+        _make_removable(os.path.join(path, entry), depth + 1)
 
+
+def _remove(path: str) -> None:
     if os.path.islink(path) or not os.path.isdir(path):
         try:
             os.unlink(path)
         except OSError:
             pass
         return
-    shutil.rmtree(path, onerror=make_writable_and_retry)
+    _make_removable(path)
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def main() -> None:

@@ -22,6 +22,19 @@ def make_non_dumpable() -> bool:
         return False
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def make_subreaper() -> bool:
+    """prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to this process."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
 def list_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
@@ -138,3 +151,18 @@ def remove_sysv_ipc() -> int:
             if getattr(libc, remover)(*args) != 0:
                 left += 1
     return left
+
+
+def fingerprint(pid: int) -> tuple[str, str, str] | None:
+    """Resource limits, nice value and CPU affinity of a process: a program with the same UID
+    can lower the harness's limits (prlimit), renice it or pin it, so the server compares these
+    after every job and reports a change as contamination."""
+    try:
+        with open(f"/proc/{pid}/limits") as handle:
+            limits = handle.read()
+        with open(f"/proc/{pid}/status") as handle:
+            affinity = next((line for line in handle if line.startswith("Cpus_allowed_list")), "")
+    except OSError:
+        return None
+    fields = proc_stat(pid)
+    return limits, fields[16] if fields else "", affinity

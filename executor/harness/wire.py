@@ -60,11 +60,26 @@ def read_frame(fd: int, max_size: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | N
     return decode_body(body)
 
 
+MAX_JSON_INT_DIGITS = 1000
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_JSON_INT_DIGITS:
+        raise ValueError(f"integer literal of {len(text)} digits")
+    return int(text)
+
+
 def decode_body(body: bytes) -> dict[str, Any]:
+    """Strict JSON: no NaN/Infinity, no huge integer literals (a hostile peer's frame must fail
+    here, cleanly, rather than later in code that assumes well-formed data)."""
     try:
-        message = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise FrameError(f"frame is not valid JSON: {exc}") from None
+        message = json.loads(body, parse_constant=_reject_constant, parse_int=_bounded_int)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise FrameError(f"frame is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(message, dict):
         raise FrameError("frame is not a JSON object")
     return message

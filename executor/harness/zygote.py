@@ -57,6 +57,7 @@ def preload(with_numpy: bool) -> None:
 def main(sock: socket.socket, with_numpy: bool) -> NoReturn:
     sysutil.make_non_dumpable()
     preload(with_numpy)
+    sock.send(json.dumps({"ready": True}).encode())
     statuses: dict[int, tuple[int, float, int]] = {}
     children: set[int] = set()
     # SIGCHLD writes a byte to this pipe, so a child's exit wakes the select at once.

@@ -45,6 +45,7 @@ class SandboxPool:
             self._client = docker.from_env(timeout=120)
             self._client.ping()
             self._check_image()
+            _warn_if_io_uring_enabled()
         else:
             log.warning(
                 "sandbox backend 'process' is WEAKER than 'docker': programs share this host's "
@@ -120,3 +121,17 @@ class SandboxPool:
                 break
         if self._client is not None:
             remove_stale_containers(self._client, self.owner)
+
+
+def _warn_if_io_uring_enabled() -> None:
+    """Docker's default seccomp profile (20.10) lets sandboxes call io_uring; the host can refuse it."""
+    try:
+        with open("/proc/sys/kernel/io_uring_disabled") as handle:
+            enabled = handle.read().strip() == "0"
+    except OSError:
+        return  # older kernel, or the engine is remote: nothing this host can tell
+    if enabled:
+        log.warning(
+            "io_uring is enabled on this host: sandboxed programs can reach it. "
+            "Run deploy/setup-host.sh or `sysctl -w kernel.io_uring_disabled=1`."
+        )

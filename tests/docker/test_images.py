@@ -6,9 +6,7 @@ no capabilities, no-new-privileges and a small tmpfs /tmp.
 
 from __future__ import annotations
 
-import docker
 import pytest
-import requests
 
 pytestmark = pytest.mark.docker
 
@@ -17,23 +15,9 @@ SANDBOX_UID = 65534
 
 
 @pytest.fixture(scope="module")
-def client():
-    try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-        pytest.skip(f"Docker engine unreachable ({type(exc).__name__}: {exc}); start dockerd to run these")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def sandbox_image(client):
-    try:
-        return client.images.get(SANDBOX_IMAGE)
-    except docker.errors.ImageNotFound:
-        pass
-    pytest.fail(f"image {SANDBOX_IMAGE} not found: run deploy/build-images.sh", pytrace=False)
+def client(docker_client):
+    """The shared engine client (tests/docker/conftest.py); its image check comes from sandbox_image."""
+    return docker_client
 
 
 def run_locked_down(client, command: list[str], timeout_s: float = 60) -> str:
