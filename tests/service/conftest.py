@@ -200,12 +200,13 @@ class Workers:
             args += ["--health-port", str(health_port)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CODERL_")}
         env["PYTHONUNBUFFERED"] = "1"
+        client = redis.Redis.from_url(url, socket_timeout=10)
+        client.delete(NAMES.worker(worker_id))  # a killed worker of this id left its heartbeat behind
         with log.open("wb") as out:
             popen = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
         proc = WorkerProcess(popen, worker_id, log, backend)
         proc.health_port = health_port
         self.procs.append(proc)
-        client = redis.Redis.from_url(url, socket_timeout=10)
 
         def ready() -> bool:
             if not proc.alive():
