@@ -8,6 +8,7 @@ so a leak shows up in the verdict's error message ("expected 'clean', got ...").
 from __future__ import annotations
 
 import pytest
+from adversarial_corpus import ADD, SUM, SUM_OK
 
 from coderl.outcomes import Verdict
 from coderl.problems import Problem, TestCase
@@ -16,14 +17,9 @@ from executor import ExecutionItem
 pytestmark = pytest.mark.docker
 
 V = Verdict
-SUM = Problem(task_id="sum", statement="", hidden_tests=[TestCase(kind="stdio", stdin="1 2\n", stdout="3\n")])
-ADD = Problem(
-    task_id="add", statement="", fn_name="add", hidden_tests=[TestCase(kind="call", args=[1, 2], expected=3)]
-)
 ADD_ASSERT = Problem(
     task_id="add-assert", statement="", hidden_tests=[TestCase(kind="assert", code="assert add(1, 2) == 3")]
 )
-SUM_OK = "a, b = map(int, input().split())\nprint(a + b)\n"
 
 
 def expect(word: str, task: str = "survey") -> Problem:

@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import pytest
+from adversarial_corpus import ADD, SUM, SUM_OK
 
 from coderl.outcomes import Verdict
 from coderl.problems import Problem, TestCase
@@ -22,17 +23,12 @@ from executor import ExecutionItem
 pytestmark = pytest.mark.docker
 
 V = Verdict
-SUM = Problem(task_id="sum", statement="", hidden_tests=[TestCase(kind="stdio", stdin="1 2\n", stdout="3\n")])
-ADD = Problem(
-    task_id="add", statement="", fn_name="add", hidden_tests=[TestCase(kind="call", args=[1, 2], expected=3)]
-)
 NO_INPUT = Problem(
     task_id="no-input", statement="", hidden_tests=[TestCase(kind="stdio", stdin="", stdout="3\n")]
 )
 CLEAN = Problem(
     task_id="clean", statement="", hidden_tests=[TestCase(kind="stdio", stdin="", stdout="clean\n")]
 )
-SUM_OK = "a, b = map(int, input().split())\nprint(a + b)\n"
 KILL_SLACK_S = 0.75  # how far past a limit a kill may land (10 ms polls, container CPU quota)
 # CPU-time kills are checked on CPU time: on a loaded host (other jobs, 2 vCPUs) 1 s of CPU can
 # take longer than 1 s of wall time, which the wall limit (3 s) then bounds.
