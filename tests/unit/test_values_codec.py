@@ -1,4 +1,5 @@
-"""executor/harness/values.py: the type-tagged codec between the candidate and the trusted side."""
+"""executor/harness/values.py: the type-tagged codec between the candidate and the trusted side:
+round trips (also through JSON text), numpy values, and the depth and size limits."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import builtins
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 
 from executor.harness import values
-from executor.harness.values import MAX_DEPTH, MAX_NODES, Unsupported, decode, encode
+from executor.harness.values import MAX_DEPTH, MAX_NODES, decode, encode
 
 
 def through_json(value: Any) -> Any:
@@ -183,170 +184,18 @@ def test_numpy_subclass_is_not_plain() -> None:
     assert encode(np.arange(3).view(MyArray)) == {"$unsupported": "MyArray"}
 
 
-# ---- exact types only -----------------------------------------------------------------------------------
-
-
-class IntSubclass(int):
-    pass
-
-
-class AlwaysEqual:
-    def __eq__(self, other: object) -> bool:
-        return True
-
-    def __hash__(self) -> int:
-        return 0
-
-
-class ListSubclass(list):  # type: ignore[type-arg]
-    pass
-
-
-class StrSubclass(str):
-    pass
-
-
-class DictSubclass(dict):  # type: ignore[type-arg]
-    pass
-
-
-def test_int_subclass_is_unsupported() -> None:
-    assert encode(IntSubclass(3)) == {"$unsupported": "IntSubclass"}
-
-
-def test_forged_eq_is_unsupported() -> None:
-    assert encode(AlwaysEqual()) == {"$unsupported": "AlwaysEqual"}
-    assert encode([1, AlwaysEqual()]) == [1, {"$unsupported": "AlwaysEqual"}]
-
-
-def test_generator_is_unsupported() -> None:
-    assert encode(x for x in range(3)) == {"$unsupported": "generator"}
-
-
-def test_container_subclasses_are_unsupported() -> None:
-    assert encode(ListSubclass([1, 2])) == {"$unsupported": "ListSubclass"}
-    assert encode(StrSubclass("a")) == {"$unsupported": "StrSubclass"}
-    assert encode(DictSubclass(a=1)) == {"$unsupported": "DictSubclass"}
-
-
-def test_other_builtin_types_are_unsupported() -> None:
-    assert encode(bytearray(b"x")) == {"$unsupported": "bytearray"}
-    assert encode(range(3)) == {"$unsupported": "range"}
-    assert encode(object()) == {"$unsupported": "object"}
-    assert encode(len) == {"$unsupported": "builtin_function_or_method"}
-    assert encode(int) == {"$unsupported": "type"}
-
-
-def test_unsupported_survives_decoding_as_a_stand_in() -> None:
-    decoded = decode(encode([AlwaysEqual()]))
-    assert isinstance(decoded[0], Unsupported)
-    assert decoded[0].type_name == "AlwaysEqual"
-    assert repr(decoded[0]) == "<unsupported AlwaysEqual>"
-
-
-class Booby:
-    """Every dunder a careless encoder could call raises."""
-
-    def __eq__(self, other: object) -> bool:
-        raise AssertionError("__eq__ called")
-
-    def __hash__(self) -> int:
-        return 1
-
-    def __iter__(self) -> Iterator[Any]:
-        raise AssertionError("__iter__ called")
-
-    def __len__(self) -> int:
-        raise AssertionError("__len__ called")
-
-    def __bool__(self) -> bool:
-        raise AssertionError("__bool__ called")
-
-    def __repr__(self) -> str:
-        raise AssertionError("__repr__ called")
-
-    def __str__(self) -> str:
-        raise AssertionError("__str__ called")
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"__getattr__({name}) called")
-
-
-class BoobyList(list):  # type: ignore[type-arg]
-    def __iter__(self) -> Iterator[Any]:
-        raise AssertionError("__iter__ called")
-
-    def __len__(self) -> int:
-        raise AssertionError("__len__ called")
-
-    def __eq__(self, other: object) -> bool:
-        raise AssertionError("__eq__ called")
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __getitem__(self, index: Any) -> Any:
-        raise AssertionError("__getitem__ called")
-
-
-def test_encoder_never_calls_user_methods() -> None:
-    assert encode(Booby()) == {"$unsupported": "Booby"}
-    assert encode(BoobyList([1, 2, 3])) == {"$unsupported": "BoobyList"}
-    # inside plain containers, as keys and as set members
-    assert encode([Booby(), BoobyList()]) == [{"$unsupported": "Booby"}, {"$unsupported": "BoobyList"}]
-    assert encode({Booby(): Booby()}) == {"$dict": [[{"$unsupported": "Booby"}, {"$unsupported": "Booby"}]]}
-    assert encode({Booby()}) == {"$set": [{"$unsupported": "Booby"}]}
-    assert encode((Booby(),)) == {"$tuple": [{"$unsupported": "Booby"}]}
-
-
-def test_type_name_ignores_a_metaclass_name_property() -> None:
-    class Meta(type):
-        @property
-        def __name__(cls) -> str:  # type: ignore[override]
-            raise AssertionError("metaclass __name__ called")
-
-    class Sneaky(metaclass=Meta):
-        pass
-
-    assert encode(Sneaky()) == {"$unsupported": "Sneaky"}
-
-
-def test_unsupported_type_name_is_capped() -> None:
-    kind = type("N" * 500, (), {})
-    encoded = encode(kind())
-    assert encoded == {"$unsupported": "N" * 100}
-    assert decode({"$unsupported": "x" * 500}).type_name == "x" * 100
-
-
-# ---- Unsupported equals nothing -------------------------------------------------------------------------
-
-
-def test_unsupported_equals_nothing() -> None:
-    stand_in = Unsupported("Foo")
-    assert stand_in != stand_in
-    assert not (stand_in == stand_in)
-    assert stand_in != Unsupported("Foo")
-    for other in (None, 0, 1, "", "Foo", [], {}, AlwaysEqual(), object()):
-        assert not (stand_in == other)
-        assert stand_in != other
-    with pytest.raises(TypeError):
-        hash(stand_in)
-
-
-def test_unsupported_never_matches_an_expected_value() -> None:
-    decoded = decode({"$unsupported": "AlwaysEqual"})
-    for expected in (1, "x", [1], None, True):
-        assert decoded != expected
-        assert not (decoded == expected)
-
-
 # ---- limits ---------------------------------------------------------------------------------------------
 
 
-def nested_lists(depth: int) -> list[Any]:
-    value: list[Any] = []
+def wrapped(depth: int, wrap: Callable[[Any], Any], innermost: Any) -> Any:
+    """``innermost`` wrapped ``depth`` times in ``wrap``."""
     for _ in range(depth):
-        value = [value]
-    return value
+        innermost = wrap(innermost)
+    return innermost
+
+
+def nested_lists(depth: int) -> list[Any]:
+    return wrapped(depth, lambda value: [value], [])
 
 
 def test_encode_depth_limit() -> None:
@@ -363,14 +212,9 @@ def test_self_referencing_list_hits_the_depth_limit() -> None:
 
 
 def test_decode_depth_limit() -> None:
-    deep: Any = []
-    for _ in range(MAX_DEPTH + 3):
-        deep = [deep]
     with pytest.raises(ValueError, match="deeply"):
-        decode(deep)
-    tagged: Any = 0
-    for _ in range(MAX_DEPTH + 3):
-        tagged = {"$tuple": [tagged]}
+        decode(nested_lists(MAX_DEPTH + 3))
+    tagged = wrapped(MAX_DEPTH + 3, lambda value: {"$tuple": [value]}, 0)
     with pytest.raises(ValueError, match="deeply"):
         decode(tagged)
 
@@ -397,77 +241,11 @@ def test_real_node_limit_is_large() -> None:
     assert decode(encode(big)) == big
 
 
-# ---- strict decoding ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        {"$nope": []},  # unknown tag
-        {"$list": [1]},
-        {"tuple": [1]},
-        {"$int": "12a"},  # bad $int
-        {"$int": ""},
-        {"$int": "1.5"},
-        {"$int": 12},
-        {"$int": None},
-        {"$int": "--5"},
-        {"$float": "NaN"},  # only the three exact spellings
-        {"$float": "1.5"},
-        {"$float": 1.5},
-        {"$tuple": [1], "$set": [1]},  # two keys
-        {"a": 1, "b": 2},
-        {},  # no key
-        {"$tuple": "abc"},  # non-list payloads
-        {"$tuple": {"$tuple": []}},
-        {"$set": 5},
-        {"$frozenset": None},
-        {"$dict": {"a": 1}},
-        {"$complex": "1+2j"},
-        {"$complex": [1.0]},  # wrong arity
-        {"$complex": [1.0, 2.0, 3.0]},
-        {"$dict": [[1, 2, 3]]},  # bad entries
-        {"$dict": [1]},
-        {"$dict": [[1]]},
-        {"$bytes": "not base64!"},
-        [1, {"$nope": 0}],  # nested
-        {"$tuple": [{"$nope": 0}]},
-    ],
-)
-def test_strict_decoding_rejects(data: Any) -> None:
-    with pytest.raises(ValueError):
-        decode(data)
-
-
-@pytest.mark.parametrize("data", [object(), b"bytes", (1, 2), {1, 2}, 1j, AlwaysEqual()])
-def test_decoding_rejects_non_json_types(data: Any) -> None:
-    with pytest.raises(ValueError):
-        decode(data)
-
-
-def test_strict_decoding_accepts_plain_json() -> None:
-    assert decode(None) is None
-    assert decode(3) == 3
-    assert decode("s") == "s"
-    assert decode([1, [2.5, None]]) == [1, [2.5, None]]
-    assert decode({"$int": "-123"}) == -123
-    assert decode({"$dict": []}) == {}
-
-
-def test_a_plain_json_object_is_not_a_dict() -> None:
-    # dicts only cross as {"$dict": ...}; a JSON object with one non-tag key is rejected
-    with pytest.raises(ValueError):
-        decode({"key": "value"})
-
-
 # ---- found while writing these tests -------------------------------------------------------------------
 
 
 def nested_dicts(depth: int) -> Any:
-    value: Any = 0
-    for _ in range(depth):
-        value = {0: value}
-    return value
+    return wrapped(depth, lambda value: {0: value}, 0)
 
 
 def test_nested_dicts_that_encode_also_decode() -> None:
