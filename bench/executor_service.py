@@ -36,11 +36,10 @@ differences are listed. Exit status 0 only when the target passes with no differ
 Profile (automatic when the target fails; --profile yes/no to force): (1) the shipped worker
 loop around a zero-cost stub executor: requests/s ceiling and CPU per request of the worker,
 redis-server and this process; (2) the real executor behind three worker variants, paired
-with in-process again: as shipped, with one request prefetched per sandbox (in-flight cap
-2 x sandboxes, execution still W at a time), and with XREADGROUP count = free slots plus
-EVALSHA publishing; (3) median cost of each Redis call and pydantic step on the request path.
-The variants are subclasses in bench/service_profile.py (``_worker`` mode of this script);
-executor/worker.py is not modified.
+with in-process again: as shipped (one request read ahead per sandbox), without read-ahead
+(prefetch=0), and with XREADGROUP count = free slots plus EVALSHA publishing; (3) median cost
+of each Redis call and pydantic step on the request path. The variants are subclasses in
+bench/service_profile.py (``_worker`` mode of this script).
 
 Everything started here (worker processes, the redis-server, every sandbox container, found
 by its pool's owner label) is removed at the end, also on Ctrl-C or SIGTERM. Needs no network:

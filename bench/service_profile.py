@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import statistics
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -46,27 +45,17 @@ def passed_result() -> ExecutionResult:
 
 VARIANTS = {
     "cli": "the worker as shipped (python -m executor)",
-    "prefetch": "shipped worker + one request prefetched per sandbox (in-flight cap 2 x sandboxes)",
+    "no-prefetch": "shipped worker without read-ahead (prefetch=0: one request in flight per sandbox)",
     "batched": "shipped worker + XREADGROUP count = free slots + EVALSHA publish",
 }
 
 
-class PrefetchWorker(ExecutorWorker):
-    """One request prefetched per sandbox: the in-flight cap (``slots``) is 2 x sandboxes, while
-    a second semaphore still lets only ``sandboxes`` programs execute at a time. A sandbox that
-    finishes hands over to an already-dispatched request waiting on that semaphore (as a pool
-    thread of ``Executor.execute_many`` takes its next item) instead of waiting for the main
-    loop to wake up, call XREADGROUP and dispatch. Prefetched requests are in ``in_flight``, so
-    heartbeats keep them claimed and a drain hands them back like running ones."""
+class NoPrefetchWorker(ExecutorWorker):
+    """The shipped worker with read-ahead off (``prefetch=0``): one request in flight per sandbox,
+    so a sandbox that finishes waits for the main loop to read and dispatch the next one."""
 
     def __init__(self, config: WorkerConfig, executor: Any = None) -> None:
-        super().__init__(config, executor)
-        self.slots = threading.BoundedSemaphore(2 * config.executor.workers)
-        self.running = threading.BoundedSemaphore(config.executor.workers)
-
-    def _execute(self, *args: Any) -> None:
-        with self.running:
-            super()._execute(*args)
+        super().__init__(config.model_copy(update={"prefetch": 0}), executor)
 
 
 class BatchedWorker(ExecutorWorker):
@@ -98,7 +87,7 @@ class BatchedWorker(ExecutorWorker):
 
 WORKER_CLASSES: dict[str, type[ExecutorWorker]] = {
     "cli": ExecutorWorker,
-    "prefetch": PrefetchWorker,
+    "no-prefetch": NoPrefetchWorker,
     "batched": BatchedWorker,
 }
 

@@ -22,6 +22,8 @@ class WorkerConfig(BaseModel):
     prefix: str = "coderl"
     """namespace of every stream and key (coderl/streams.py)"""
     worker_id: str = Field(default_factory=_default_worker_id)
+    prefetch: int = Field(default=1, ge=0)
+    """requests read ahead per sandbox (they wait in this worker, heartbeated, never reclaimed)"""
     block_ms: int = Field(default=500, ge=10)
     """how long one read waits for new requests"""
     claim_idle_ms: int = Field(default=15_000, ge=100)

@@ -41,7 +41,11 @@ class ExecutorWorker:
         self.names = streams.StreamNames(prefix=config.prefix)
         self.redis = redis.Redis.from_url(config.redis_url, socket_timeout=30, health_check_interval=10)
         self.executor = executor or Executor(config.executor)
-        self.slots = threading.BoundedSemaphore(self.config.executor.workers)
+        # Requests in flight: one running per sandbox plus ``prefetch`` read ahead, so a sandbox that
+        # finishes starts its next program at once instead of waiting for the next read.
+        sandboxes = self.config.executor.workers
+        self.slots = threading.BoundedSemaphore(sandboxes * (1 + self.config.prefetch))
+        self.running = threading.BoundedSemaphore(sandboxes)
         self.in_flight: dict[str, float] = {}
         self.lock = threading.Lock()
         self.counters: Counter[str] = Counter()
@@ -161,8 +165,9 @@ class ExecutorWorker:
 
     def _execute(self, entry_id: str, request: ExecutionRequest, problem: Problem, deliveries: int) -> None:
         try:
-            started = time.time()
-            result = self.executor.execute(problem, request.program, request.which)
+            with self.running:
+                started = time.time()
+                result = self.executor.execute(problem, request.program, request.which)
             if result.verdict == Verdict.SANDBOX_ERROR:
                 # Not ours to score: leave it pending; it is redelivered, then dead-lettered.
                 self.counters["sandbox_errors"] += 1

@@ -128,7 +128,7 @@ def test_a_failing_sandbox_is_redelivered_then_dead_lettered(
 
 def test_sigterm_lets_in_flight_programs_finish(redis_server: Any, workers: Any, wait_for: Any) -> None:
     first = workers.start(
-        redis_server.url, backend="process", worker_id="first", settings=("drain_timeout_s=30",)
+        redis_server.url, backend="process", worker_id="first", settings=("drain_timeout_s=30", "prefetch=0")
     )
     streams.store_problem(redis_server.client, NAMES, SUM)
     for i in range(2):
@@ -146,9 +146,31 @@ def test_sigterm_lets_in_flight_programs_finish(redis_server: Any, workers: Any,
     assert len(redis_server.reports(MINE)) == 5 and redis_server.pending() == 0
 
 
-def test_sigterm_hands_back_what_does_not_finish(redis_server: Any, workers: Any, wait_for: Any) -> None:
+def test_requests_read_ahead_are_handed_back_on_sigterm(
+    redis_server: Any, workers: Any, wait_for: Any
+) -> None:
+    # 2 sandboxes, prefetch 1: two slow programs run, two quick ones wait in the worker.
     first = workers.start(
         redis_server.url, backend="process", worker_id="first", settings=("drain_timeout_s=0.5",)
+    )
+    streams.store_problem(redis_server.client, NAMES, SUM)
+    for i in range(2):
+        submit(redis_server, f"slow-{i}", SLOW.format(5), results_stream=MINE)
+    for i in range(2):
+        submit(redis_server, f"quick-{i}", results_stream=MINE)
+    wait_for(lambda: redis_server.pending() == 4, 10, "the worker did not read ahead")
+    first.popen.send_signal(signal.SIGTERM)
+    assert first.popen.wait(timeout=20) == 0, first.tail()
+    assert "handing back 4 unfinished requests" in first.tail()
+    workers.start(redis_server.url, backend="process", worker_id="second", claim_idle_ms=60_000)
+    reports = wait_reports(redis_server, wait_for, MINE, 4, timeout=20)
+    assert sorted(r.sample_id for r in reports) == ["quick-0", "quick-1", "slow-0", "slow-1"]
+    assert {r.worker_id for r in reports} == {"second"} and redis_server.pending() == 0
+
+
+def test_sigterm_hands_back_what_does_not_finish(redis_server: Any, workers: Any, wait_for: Any) -> None:
+    first = workers.start(
+        redis_server.url, backend="process", worker_id="first", settings=("drain_timeout_s=0.5", "prefetch=0")
     )
     streams.store_problem(redis_server.client, NAMES, SUM)
     for i in range(2):
