@@ -254,11 +254,7 @@ class Server:
                 problems.append(f"{ipc_left} System V IPC objects could not be removed")
             sysutil.reap_any(self.statuses)
             self.statuses.clear()
-            leftover = [
-                pid
-                for pid in sysutil.list_pids()
-                if pid not in (os.getpid(), self.zygote_pid) and (sysutil.proc_stat(pid) or ["Z"])[0] != "Z"
-            ]
+            leftover = sysutil.live_pids({self.zygote_pid})
             if leftover:
                 problems.append(f"{len(leftover)} processes left")
         return problems

@@ -68,6 +68,22 @@ def reap_any(statuses: dict[int, tuple[int, float, int]]) -> None:
         statuses[pid] = (status, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 
 
+def live_pids(exclude: set[int], session: int | None = None) -> list[int]:
+    """Processes other than ourselves and ``exclude`` that are not zombies (of ``session`` only,
+    if given)."""
+    me, live = os.getpid(), []
+    for pid in list_pids():
+        if pid == me or pid in exclude:
+            continue
+        fields = proc_stat(pid)
+        if fields is None or fields[0] == "Z":
+            continue
+        if session is not None and int(fields[3]) != session:
+            continue
+        live.append(pid)
+    return live
+
+
 def kill_all_except(keep: set[int], statuses: dict[int, tuple[int, float, int]], session: int | None) -> int:
     """SIGKILL every process but ``keep`` and ourselves until none is left; return rounds used.
 
@@ -75,18 +91,8 @@ def kill_all_except(keep: set[int], statuses: dict[int, tuple[int, float, int]],
     called setsid() included. Outside one, only the given session's processes are reachable
     without harming the host, so escaped daemons survive (the weaker process backend).
     """
-    me = os.getpid()
     for rounds in range(1, 500):
-        live = []
-        for pid in list_pids():
-            if pid == me or pid in keep:
-                continue
-            fields = proc_stat(pid)
-            if fields is None or fields[0] == "Z":
-                continue
-            if session is not None and int(fields[3]) != session:
-                continue
-            live.append(pid)
+        live = live_pids(keep, session)
         if not live:
             reap_any(statuses)
             return rounds
