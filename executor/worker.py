@@ -46,7 +46,7 @@ class ExecutorWorker:
         sandboxes = self.config.executor.workers
         self.slots = threading.BoundedSemaphore(sandboxes * (1 + self.config.prefetch))
         self.running = threading.BoundedSemaphore(sandboxes)
-        self.in_flight: dict[str, float] = {}
+        self.in_flight: set[str] = set()  # entry ids running or read ahead (heartbeated)
         self.lock = threading.Lock()
         self.counters: Counter[str] = Counter()
         self.problems: OrderedDict[str, Problem] = OrderedDict()
@@ -157,7 +157,7 @@ class ExecutorWorker:
             return
         self.slots.acquire()
         with self.lock:
-            self.in_flight[entry_id] = time.monotonic()
+            self.in_flight.add(entry_id)
         # A daemon thread per request (the slots bound them): one stuck in a sandbox after the drain
         # handed its request back must not keep the process from exiting.
         args = (entry_id, request, problem, deliveries)
@@ -188,7 +188,7 @@ class ExecutorWorker:
             self.counters["worker_errors"] += 1
         finally:
             with self.lock:
-                self.in_flight.pop(entry_id, None)
+                self.in_flight.discard(entry_id)
             self.slots.release()
 
     def _publish(self, entry_id: str, report: ExecutionReport, results_stream: str) -> None:
