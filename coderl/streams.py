@@ -103,7 +103,7 @@ def load_problem(client: redis.Redis, names: StreamNames, problem_id: str) -> St
 def submit(client: redis.Redis, names: StreamNames, request: ExecutionRequest) -> str:
     """Add ``request`` to the requests stream; its entry id."""
     entry = client.xadd(names.requests, {DATA_FIELD: request.to_wire()})
-    return entry.decode() if isinstance(entry, bytes) else str(entry)
+    return as_text(entry)
 
 
 def publish_once(
@@ -152,4 +152,9 @@ def decode_entry(fields: dict[Any, Any]) -> str:
     value = fields.get(DATA_FIELD, fields.get(DATA_FIELD.encode()))
     if value is None:
         raise KeyError(f"stream entry has no {DATA_FIELD!r} field")
+    return as_text(value)
+
+
+def as_text(value: Any) -> str:
+    """A Redis reply item (bytes or str, e.g. an entry id or a payload) as text."""
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

@@ -184,7 +184,7 @@ class RedisExecutionClient:
             return pipe.execute()
 
         for request, index, entry_id in zip(requests, indices, self._call(send), strict=True):
-            self._waiting[request.sample_id] = (index, _text(entry_id))
+            self._waiting[request.sample_id] = (index, streams.as_text(entry_id))
         self.progress.submitted += len(requests)
 
     def _read(self, stream: str, wait: bool) -> list[tuple[int, ExecutionResult]]:
@@ -202,7 +202,7 @@ class RedisExecutionClient:
             try:
                 report = ExecutionReport.model_validate_json(streams.decode_entry(fields or {}))
             except (KeyError, ValueError) as exc:
-                log.warning("ignoring unreadable result %s: %s", _text(entry_id), exc)
+                log.warning("ignoring unreadable result %s: %s", streams.as_text(entry_id), exc)
                 continue
             waited = self._waiting.pop(report.sample_id, None)
             if waited is None:
@@ -210,7 +210,7 @@ class RedisExecutionClient:
                 continue
             out.append((waited[0], report.result))
         if messages:
-            ids = [_text(entry_id) for entry_id, _ in messages]
+            ids = [streams.as_text(entry_id) for entry_id, _ in messages]
             self._call(self._ack, stream, ids)
             self._alive_at = time.monotonic()
         self.progress.received += len(out)
@@ -230,7 +230,7 @@ class RedisExecutionClient:
         reply = self._call(self.redis.xread, {self.names.dead: self._dead_cursor}, count=1000)
         out: list[tuple[int, ExecutionResult]] = []
         for entry_id, fields in (message for _, batch in reply or [] for message in batch):
-            self._dead_cursor = _text(entry_id)
+            self._dead_cursor = streams.as_text(entry_id)
             try:
                 letter = DeadLetter.model_validate_json(streams.decode_entry(fields or {}))
             except (KeyError, ValueError):
@@ -289,7 +289,3 @@ class RedisExecutionClient:
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -105,7 +105,7 @@ class ExecutorWorker:
             count=1,
             block=self.config.block_ms,
         )
-        return [(_text(eid), fields, 1) for _, messages in reply or [] for eid, fields in messages]
+        return [(streams.as_text(eid), fields, 1) for _, messages in reply or [] for eid, fields in messages]
 
     def _reclaim(self) -> list[tuple[str, dict[Any, Any], int]]:
         reply = self.redis.xautoclaim(
@@ -116,8 +116,8 @@ class ExecutorWorker:
             start_id=self._claim_cursor,
             count=1,
         )
-        self._claim_cursor = _text(reply[0])  # scan the whole PEL over successive calls
-        claimed = [(_text(eid), fields) for eid, fields in reply[1] if fields]
+        self._claim_cursor = streams.as_text(reply[0])  # scan the whole PEL over successive calls
+        claimed = [(streams.as_text(eid), fields) for eid, fields in reply[1] if fields]
         result = []
         for entry_id, fields in claimed:
             info = self.redis.xpending_range(self.names.requests, self.names.group, entry_id, entry_id, 1)
@@ -291,7 +291,3 @@ class ExecutorWorker:
             pass
         self.executor.close()
         log.info("worker %s stopped: %s", self.config.worker_id, dict(self.counters))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
