@@ -46,7 +46,6 @@ class Job:
         self.candidate_pid = -1
         self.runner_pid: int | None = None
         self.candidate_status: tuple[int, float, int] | None = None
-        self.runner_status: tuple[int, float, int] | None = None
         self.kill_rounds = 0
         self.protocol_violation = False
         self.entry_point = request.get("fn_name") if isinstance(request.get("fn_name"), str) else None

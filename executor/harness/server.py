@@ -227,9 +227,7 @@ class Server:
             if job.candidate_pid not in self.statuses:
                 time.sleep(0.0005)
         job.candidate_status = self.statuses.pop(job.candidate_pid, None)
-        if job.runner_pid is not None:
-            job.runner_status = self.statuses.pop(job.runner_pid, None)
-        self.statuses.clear()
+        self.statuses.clear()  # the runner's status, orphans': the verdict needs only the candidate's
 
     def _scrub(self, workdir: str) -> list[str]:
         problems: list[str] = []
