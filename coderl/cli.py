@@ -45,6 +45,10 @@ class Subcommand:
 COMMANDS: dict[str, Subcommand] = {
     "execute": Subcommand("executor.cli", "run programs against problem tests in the sandbox and score them"),
     "executor": Subcommand("executor.__main__", "run an executor service worker on Redis streams"),
+    "sft": Subcommand(
+        "learner.sft_cli", "warm-start a policy on ground-truth programs (writes a checkpoint)"
+    ),
+    "sample": Subcommand("actors.sample_cli", "sample programs for a problem set from a policy checkpoint"),
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from .execution import ExecutionResult
 from .problems import Problem
@@ -79,3 +79,34 @@ class StoredProblem(WireMessage):
     """A problem stored once in Redis under its id; workers cache it."""
 
     problem: Problem
+
+
+class SampledProgram(WireMessage):
+    """A program sampled by the policy, with the exact token ids and log-probs the learner trains on.
+
+    The sampler publishes only ``program`` to the executors; the tokens stay with the learner so the
+    policy gradient is taken on what was sampled, not on a re-tokenisation of the decoded text.
+    """
+
+    sample_id: str = Field(min_length=1, max_length=256)
+    task_id: str
+    policy_version: int = Field(ge=0)
+    program: str = Field(max_length=MAX_PROGRAM_CHARS)
+    """the program extracted from the decoded tokens (what the executor runs)"""
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    """the sampled response, EOS included when ``finished``"""
+    logprobs: list[float]
+    """log p of each sampled token under policy ``policy_version`` at temperature 1"""
+    sampling_logprobs: list[float]
+    """log-probability under the temperature/top-p distribution it was drawn from"""
+    finished: bool
+    """False when the token budget ran out before EOS"""
+    is_greedy: bool = False
+
+    @field_validator("logprobs", "sampling_logprobs")
+    @classmethod
+    def _one_per_token(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        if len(values) != len(info.data.get("token_ids", values)):
+            raise ValueError(f"{info.field_name} needs one value per token id")
+        return values

@@ -1,0 +1,48 @@
+"""Policy and sampling configuration (pydantic; defaults defined once here)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PolicyConfig(BaseModel):
+    """Which language model acts as the policy, and where it runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    model: str = "tiny"
+    """a preset (tiny, tiny-causal, t5-small-random; see actors/models.py), a local directory or a
+    Hugging Face hub name (e.g. Salesforce/codet5-large-ntp-py)"""
+    device: str = "auto"
+    """auto (cuda when present, else cpu), cpu, cuda, cuda:1, ..."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    max_prompt_tokens: int = Field(default=600, ge=8)
+    """longer prompts keep their end (the format line and answer marker); CodeRL uses 600"""
+    max_program_tokens: int = Field(default=512, ge=8)
+    """ground-truth programs are cut to this many tokens for training; CodeRL uses 512"""
+    seed: int = 0
+    """seeds the random initialisation of preset models"""
+
+
+class SamplingConfig(BaseModel):
+    """How programs are sampled. temperature 0 means greedy decoding (the CodeRL baseline)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    n: int = Field(default=1, ge=1)
+    """programs per problem"""
+    temperature: float = Field(default=0.6, ge=0.0)
+    """CodeRL samples at 0.6; 0 is greedy"""
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    """nucleus sampling: the smallest set of tokens whose probability reaches top_p"""
+    max_new_tokens: int = Field(default=512, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    """sequences decoded together (n samples of one problem count n)"""
+    seed: int | None = 0
+    """None draws from torch's global generator; an int makes sampling reproducible"""
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature == 0.0

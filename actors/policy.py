@@ -1,0 +1,189 @@
+"""The policy: a language model, its tokenizer and the version of its weights.
+
+``Policy`` is a plain class; the learner trains ``policy.model`` in place, and Ray sampler actors
+(issue 5) wrap one each and swap in broadcast weights with ``load_weights``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from coderl.problems import Problem
+from coderl.wire import SampledProgram
+
+from .config import PolicyConfig, SamplingConfig
+from .models import load_model, resolve_device
+from .prompts import extract_program, format_prompt
+from .sampling import TokenSamples, sample_tokens
+from .sequences import TokenBatch, pad_left, pad_right
+
+__all__ = ["POLICY_FILE", "Policy"]
+
+log = logging.getLogger(__name__)
+
+POLICY_FILE = "coderl_policy.json"
+"""written beside the Hugging Face files of a checkpoint: the policy version and training state"""
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class Policy:
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        config: PolicyConfig,
+        version: int = 0,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.version = version
+        self.device = next(model.parameters()).device
+        self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
+
+    @classmethod
+    def load(cls, config: PolicyConfig) -> Policy:
+        """From a preset, a checkpoint directory (keeping its policy version) or a hub name."""
+        loaded = load_model(config.model, config.device, _DTYPES[config.dtype], config.seed)
+        version = 0
+        state_file = Path(config.model) / POLICY_FILE
+        if state_file.is_file():
+            version = int(json.loads(state_file.read_text())["policy_version"])
+        return cls(loaded.model, loaded.tokenizer, config, version)
+
+    def save(self, directory: str | Path, extra: dict[str, object] | None = None) -> Path:
+        """A checkpoint that ``from_pretrained`` (and ``Policy.load``) reads, tokenizer included."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        state = {"policy_version": self.version, "source": self.config.model, **(extra or {})}
+        (out / POLICY_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        return out
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    def prompt_token_ids(self, problem: Problem) -> list[int]:
+        """The prompt's ids; a long prompt keeps its end, where the format line and marker are."""
+        ids = self.tokenizer(format_prompt(problem), add_special_tokens=True)["input_ids"]
+        return list(ids[-self.config.max_prompt_tokens :])
+
+    def program_token_ids(self, program: str) -> list[int]:
+        """A ground-truth program as a response: its ids then EOS, cut to max_program_tokens."""
+        ids = self.tokenizer(program, add_special_tokens=False)["input_ids"]
+        return [*ids[: self.config.max_program_tokens - 1], self.eos_id]
+
+    def batch(self, prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]) -> TokenBatch:
+        prompt_ids, prompt_mask = pad_left(prompts, self.pad_id)
+        response_ids, response_mask = pad_right(responses, self.pad_id)
+        return TokenBatch(prompt_ids, prompt_mask, response_ids, response_mask).to(self.device)
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=True))
+
+    # -- sampling -------------------------------------------------------------------------------
+
+    def sample(
+        self, problems: Sequence[Problem], params: SamplingConfig, round_id: str = ""
+    ) -> list[SampledProgram]:
+        """``params.n`` programs per problem, in problem order, decoded ``params.batch_size`` at a time.
+
+        Sample ids are ``{task_id}/v{version}{round_id}/{sample|greedy}{index}``: give each call at
+        the same policy version its own ``round_id`` when ids must stay unique.
+        """
+        jobs = [(problem, index) for problem in problems for index in range(params.n)]
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        was_training = self.model.training
+        self.model.eval()
+        out: list[SampledProgram] = []
+        try:
+            for start in range(0, len(jobs), params.batch_size):
+                chunk = jobs[start : start + params.batch_size]
+                out.extend(self._sample_chunk(chunk, params, generator, round_id))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def _sample_chunk(
+        self,
+        jobs: Sequence[tuple[Problem, int]],
+        params: SamplingConfig,
+        generator: torch.Generator | None,
+        round_id: str,
+    ) -> list[SampledProgram]:
+        prompts = [self.prompt_token_ids(problem) for problem, _ in jobs]
+        prompt_ids, prompt_mask = pad_left(prompts, self.pad_id)
+        samples = sample_tokens(
+            self.model,
+            prompt_ids.to(self.device),
+            prompt_mask.to(self.device),
+            params,
+            eos_id=self.eos_id,
+            pad_id=self.pad_id,
+            generator=generator,
+        )
+        kind = "greedy" if params.is_greedy else "sample"
+        return [
+            self._sampled_program(
+                f"{problem.task_id}/v{self.version}{round_id}/{kind}{index}",
+                problem,
+                prompt,
+                samples,
+                row,
+                is_greedy=params.is_greedy,
+            )
+            for row, ((problem, index), prompt) in enumerate(zip(jobs, prompts, strict=True))
+        ]
+
+    def _sampled_program(
+        self,
+        sample_id: str,
+        problem: Problem,
+        prompt: list[int],
+        samples: TokenSamples,
+        row: int,
+        is_greedy: bool,
+    ) -> SampledProgram:
+        length = int(samples.mask[row].sum())
+        token_ids = samples.token_ids[row, :length].tolist()
+        return SampledProgram(
+            sample_id=sample_id,
+            task_id=problem.task_id,
+            policy_version=self.version,
+            program=extract_program(self.decode(token_ids)),
+            prompt_token_ids=prompt,
+            token_ids=token_ids,
+            logprobs=samples.logprobs[row, :length].tolist(),
+            sampling_logprobs=samples.sampling_logprobs[row, :length].tolist(),
+            finished=bool(samples.finished[row]),
+            is_greedy=is_greedy,
+        )
+
+    # -- weights --------------------------------------------------------------------------------
+
+    def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
+        """Swap in broadcast weights (between sampling batches) and adopt their version."""
+        self.model.load_state_dict(state_dict)
+        self.version = version
+
+    def to(self, device: str) -> Policy:
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        return self

@@ -1,0 +1,143 @@
+"""Batched sampling that returns the exact sampled token ids and their log-probabilities.
+
+A hand-written decoding loop over the model's KV cache rather than ``generate()``: it records, per
+sampled token, ``logprobs`` = log p_theta(token | context) from the raw logits (what a teacher-forced
+forward pass on the same ids gives back, and what an importance ratio needs) and
+``sampling_logprobs`` = the log-probability under the distribution actually sampled from (after
+temperature and top-p), without keeping a (steps, batch, vocab) score tensor around.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from transformers import PreTrainedModel
+
+from .config import SamplingConfig
+from .sequences import positions
+
+__all__ = ["TokenSamples", "nucleus_logprobs", "sample_tokens"]
+
+
+class TokenSamples(NamedTuple):
+    """Sampled responses, right-padded. Shapes: (b, t) except ``finished`` (b,)."""
+
+    token_ids: torch.Tensor
+    logprobs: torch.Tensor
+    """log p_theta of each sampled token at temperature 1; 0 on padding"""
+    sampling_logprobs: torch.Tensor
+    """log-probability under the temperature/top-p distribution sampled from; 0 on padding"""
+    mask: torch.Tensor
+    """1 on real tokens, EOS included"""
+    finished: torch.Tensor
+    """True where the sequence ended with EOS within the token budget"""
+
+
+def nucleus_logprobs(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """Log-probabilities of the temperature-scaled distribution restricted to its top-p nucleus.
+
+    p_i ∝ exp(logit_i / T) over the smallest set of most likely tokens whose total probability
+    reaches ``top_p`` (always at least the most likely one), renormalised; -inf elsewhere.
+    Shape: (b, vocab) -> (b, vocab).
+    """
+    logprobs = torch.log_softmax(logits / temperature, dim=-1)
+    if top_p >= 1.0:
+        return logprobs
+    sorted_logprobs, order = logprobs.sort(dim=-1, descending=True)
+    mass_before = sorted_logprobs.exp().cumsum(dim=-1) - sorted_logprobs.exp()
+    drop_sorted = mass_before >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return torch.log_softmax(logprobs.masked_fill(drop, float("-inf")), dim=-1)
+
+
+@torch.no_grad()
+def sample_tokens(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    params: SamplingConfig,
+    eos_id: int,
+    pad_id: int,
+    generator: torch.Generator | None = None,
+) -> TokenSamples:
+    """Decode one response per prompt row (repeat rows for several samples).
+
+    Prompts are left-padded, shape (b, p). Temperature 0 is greedy. Stops when every row has
+    produced EOS or after ``params.max_new_tokens`` tokens.
+    """
+    batch_size = prompt_ids.shape[0]
+    device = prompt_ids.device
+    step = _Decoder(model, prompt_ids, prompt_mask)
+    tokens, logprobs, sampling_logprobs, masks = [], [], [], []
+    alive = torch.ones(batch_size, dtype=torch.bool, device=device)
+    next_input: torch.Tensor | None = None
+    for _ in range(params.max_new_tokens):
+        logits = step(next_input).float()
+        raw = torch.log_softmax(logits, dim=-1)
+        if params.is_greedy:
+            chosen = logits.argmax(dim=-1)
+            chosen_sampling = torch.zeros(batch_size, device=device)
+        else:
+            warped = nucleus_logprobs(logits, params.temperature, params.top_p)
+            chosen = torch.multinomial(warped.exp(), 1, generator=generator).squeeze(1)
+            chosen_sampling = warped.gather(1, chosen[:, None]).squeeze(1)
+        chosen = torch.where(alive, chosen, torch.full_like(chosen, pad_id))
+        tokens.append(chosen)
+        logprobs.append(torch.where(alive, raw.gather(1, chosen[:, None]).squeeze(1), 0.0))
+        sampling_logprobs.append(torch.where(alive, chosen_sampling, 0.0))
+        masks.append(alive.long())
+        alive = alive & (chosen != eos_id)
+        if not alive.any():
+            break
+        next_input = chosen
+    return TokenSamples(
+        token_ids=torch.stack(tokens, dim=1),
+        logprobs=torch.stack(logprobs, dim=1),
+        sampling_logprobs=torch.stack(sampling_logprobs, dim=1),
+        mask=torch.stack(masks, dim=1),
+        finished=~alive,
+    )
+
+
+class _Decoder:
+    """Feeds one new token per call and returns the next-token logits, (b, vocab), using the cache."""
+
+    def __init__(self, model: PreTrainedModel, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor) -> None:
+        self.model = model
+        self.prompt_ids = prompt_ids
+        self.mask = prompt_mask
+        self.past: Any = None
+        self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
+        if self.is_encoder_decoder:
+            self.encoded = model.get_encoder()(input_ids=prompt_ids, attention_mask=prompt_mask)
+            start = model.config.decoder_start_token_id
+            self.start = torch.full((prompt_ids.shape[0],), int(start), device=prompt_ids.device)
+
+    def __call__(self, token: torch.Tensor | None) -> torch.Tensor:
+        if self.is_encoder_decoder:
+            out = self.model(
+                encoder_outputs=self.encoded,
+                attention_mask=self.mask,
+                decoder_input_ids=(self.start if token is None else token)[:, None],
+                past_key_values=self.past,
+                use_cache=True,
+            )
+        elif token is None:
+            out = self.model(
+                input_ids=self.prompt_ids,
+                attention_mask=self.mask,
+                position_ids=positions(self.mask),
+                use_cache=True,
+            )
+        else:
+            self.mask = torch.cat([self.mask, torch.ones_like(token)[:, None]], dim=1)
+            out = self.model(
+                input_ids=token[:, None],
+                attention_mask=self.mask,
+                position_ids=positions(self.mask)[:, -1:],
+                past_key_values=self.past,
+                use_cache=True,
+            )
+        self.past = out.past_key_values
+        return out.logits[:, -1]

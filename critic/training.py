@@ -1,0 +1,101 @@
+"""Training and evaluating the critic on executed programs.
+
+A ``CriticExample`` is a (prompt, program) token pair with the program's observed outcome class;
+the learner builds them from sampled programs and their execution results, and may add the
+ground-truth programs *after* verifying them (CodeRL labels every APPS solution as passing without
+running it, although many fail their own tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from actors.sequences import TokenBatch, pad_left, pad_right
+
+from .evaluation import CriticEvaluation, evaluate_predictions
+from .loss import critic_loss, token_values
+from .model import Critic
+
+__all__ = [
+    "CriticExample",
+    "critic_batch",
+    "critic_step",
+    "critic_token_values",
+    "evaluate_critic",
+    "predict_classes",
+]
+
+
+@dataclass(frozen=True)
+class CriticExample:
+    prompt_ids: list[int]
+    program_ids: list[int]
+    label: int
+    """the outcome class (critic.model.critic_label)"""
+
+
+def critic_batch(critic: Critic, examples: Sequence[CriticExample]) -> tuple[TokenBatch, torch.Tensor]:
+    """The examples as a token batch (on the critic's device) and their labels, shape (b,)."""
+    pad = int(critic.tokenizer.pad_token_id)
+    prompt_ids, prompt_mask = pad_left([e.prompt_ids for e in examples], pad)
+    program_ids, program_mask = pad_right([e.program_ids for e in examples], pad)
+    labels = torch.tensor([e.label for e in examples], dtype=torch.long)
+    batch = TokenBatch(prompt_ids, prompt_mask, program_ids, program_mask).to(critic.device)
+    return batch, labels.to(critic.device)
+
+
+def critic_step(
+    critic: Critic, optimizer: torch.optim.Optimizer, examples: Sequence[CriticExample], max_grad_norm: float
+) -> dict[str, float]:
+    """One optimizer step of the critic's cross-entropy; returns its loss and batch accuracy."""
+    critic.train()
+    batch, labels = critic_batch(critic, examples)
+    output = critic(batch)
+    loss = critic_loss(output.program_logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm)
+    optimizer.step()
+    accuracy = (output.program_logits.argmax(dim=-1) == labels).float().mean()
+    return {"loss/critic": float(loss.detach()), "critic/batch_accuracy": float(accuracy)}
+
+
+@torch.no_grad()
+def predict_classes(critic: Critic, examples: Sequence[CriticExample], batch_size: int = 32) -> list[int]:
+    was_training = critic.training
+    critic.eval()
+    predictions: list[int] = []
+    try:
+        for start in range(0, len(examples), batch_size):
+            batch, _ = critic_batch(critic, examples[start : start + batch_size])
+            predictions += critic(batch).program_logits.argmax(dim=-1).tolist()
+    finally:
+        critic.train(was_training)
+    return predictions
+
+
+def evaluate_critic(
+    critic: Critic, examples: Sequence[CriticExample], batch_size: int = 32
+) -> CriticEvaluation:
+    """Accuracy and confusion matrix on ``examples``, beside the majority-class baseline."""
+    predictions = predict_classes(critic, examples, batch_size)
+    return evaluate_predictions([e.label for e in examples], predictions, critic.config.num_classes)
+
+
+@torch.no_grad()
+def critic_token_values(critic: Critic, batch: TokenBatch, outcome_classes: torch.Tensor) -> torch.Tensor:
+    """q_hat(w_j) = softmax(v_j)[u] for the actor's loss, u each program's observed class.
+
+    ``batch`` holds the actor's sampled ids (same tokenizer). Shape: (b, t), 0 on padding.
+    """
+    was_training = critic.training
+    critic.eval()
+    try:
+        output = critic(batch.to(critic.device))
+    finally:
+        critic.train(was_training)
+    mask = batch.response_mask.to(critic.device)
+    return token_values(output.token_logits, outcome_classes.to(critic.device), mask)

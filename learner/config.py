@@ -1,0 +1,69 @@
+"""Learner configuration (pydantic; defaults defined once here)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from actors.config import PolicyConfig
+
+from .losses import Normalization
+
+
+class OptimizerConfig(BaseModel):
+    """AdamW with a constant learning rate and gradient clipping, as CodeRL trains."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    lr: float = Field(default=2e-5, gt=0)
+    """CodeRL: 2e-5 for CodeT5-large; tiny models want about 1e-3"""
+    weight_decay: float = Field(default=0.05, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class SFTConfig(BaseModel):
+    """Supervised warm start: cross-entropy on ground-truth programs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    steps: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    """(prompt, program) pairs per optimizer step"""
+    max_solutions_per_problem: int | None = Field(default=None, ge=1)
+    """None uses every ground-truth program (APPS has about 23 per problem)"""
+    log_every: int = Field(default=50, ge=1)
+    seed: int = 0
+    """orders the examples"""
+
+
+class ActorLossConfig(BaseModel):
+    """How the RL loss is formed; the defaults are CodeRL's, the alternatives are off by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    normalization: Normalization = "sum"
+    """sum: the paper's sum over tokens; token_mean: the official code; sequence_mean: per program"""
+    baseline: Literal["greedy", "group_mean", "none"] = "greedy"
+    """greedy: reward of the greedy decode of the same problem (CodeRL); group_mean: leave-one-out
+    mean of the problem's other samples, no greedy decode; none: absolute returns"""
+    use_critic: bool = True
+    """weight each token by the critic's q_hat(w_t); False weights every token by 1"""
+    importance: Literal["none", "truncated", "ppo_clip"] = "none"
+    """correction for samples from an older policy version"""
+    max_ratio: float = Field(default=1.0, gt=0)
+    """truncated: the cap on the importance ratio"""
+    clip_epsilon: float = Field(default=0.2, gt=0, lt=1)
+    """ppo_clip: the clipping range"""
+    ce_weight: float = Field(default=1.0, ge=0)
+    """L = L_rl + ce_weight * L_ce on ground truth (CodeRL mixes them with equal weights)"""
+    rl_weight: float = Field(default=1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _some_loss(self) -> ActorLossConfig:
+        if self.ce_weight == 0 and self.rl_weight == 0:
+            raise ValueError("ce_weight and rl_weight are both 0: set at least one above 0")
+        return self
