@@ -27,8 +27,14 @@ class CriticEvaluation(BaseModel):
 
 def confusion_matrix(labels: Sequence[int], predictions: Sequence[int], num_classes: int) -> np.ndarray:
     """``m[i, j]`` = number of programs with observed class i predicted as j. Shape: (c, c)."""
+    observed, predicted = np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)
+    for name, values in (("label", observed), ("prediction", predicted)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(
+                f"a {name} is outside the classes 0..{num_classes - 1}: {sorted(set(values.tolist()))}"
+            )
     matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(matrix, (np.asarray(labels, dtype=np.int64), np.asarray(predictions, dtype=np.int64)), 1)
+    np.add.at(matrix, (observed, predicted), 1)
     return matrix
 
 

@@ -32,7 +32,8 @@ def reduce_tokens(per_token: torch.Tensor, mask: torch.Tensor, normalization: No
     - ``sequence_mean``: (1/b) * sum_i (sum_j m_ij x_ij / sum_j m_ij)
     Shape: (b, t), (b, t) -> ().
     """
-    masked = per_token * mask
+    # Select rather than multiply, so an inf or nan on padding cannot leak in.
+    masked = torch.where(mask.bool(), per_token, torch.zeros_like(per_token))
     if normalization == "sum":
         return masked.sum() / per_token.shape[0]
     if normalization == "token_mean":
