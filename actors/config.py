@@ -46,3 +46,21 @@ class SamplingConfig(BaseModel):
     @property
     def is_greedy(self) -> bool:
         return self.temperature == 0.0
+
+
+class SamplerConfig(BaseModel):
+    """The sampler actors of a training run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    num_samplers: int = Field(default=1, ge=1)
+    num_gpus: float = Field(default=0.0, ge=0)
+    """GPUs per sampler actor (0: CPU); fractions share a GPU"""
+    problems_per_round: int = Field(default=8, ge=1)
+    """problems a sampler takes per round; each gets sampling.n samples (and a greedy decode when the
+    learner's baseline is greedy)"""
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(n=4, temperature=0.8, top_p=0.95, max_new_tokens=160)
+    )
+    rollout_ttl_s: int = Field(default=86_400, ge=60)
+    """how long a rollout waits in Redis for the learner"""

@@ -49,6 +49,7 @@ COMMANDS: dict[str, Subcommand] = {
         "learner.sft_cli", "warm-start a policy on ground-truth programs (writes a checkpoint)"
     ),
     "sample": Subcommand("actors.sample_cli", "sample programs for a problem set from a policy checkpoint"),
+    "suite": Subcommand("coderl.suite.cli", "write the built-in generated problem suite (JSONL or APPS)"),
 }
 
 

@@ -28,7 +28,6 @@ class SFTConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     steps: int = Field(default=1000, ge=1)
     batch_size: int = Field(default=8, ge=1)
@@ -38,6 +37,12 @@ class SFTConfig(BaseModel):
     log_every: int = Field(default=50, ge=1)
     seed: int = 0
     """orders the examples"""
+
+
+class SFTCommandConfig(SFTConfig):
+    """``coderl sft``: the warm start plus the policy it starts from."""
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
 
 class ActorLossConfig(BaseModel):
@@ -67,3 +72,46 @@ class ActorLossConfig(BaseModel):
         if self.ce_weight == 0 and self.rl_weight == 0:
             raise ValueError("ce_weight and rl_weight are both 0: set at least one above 0")
         return self
+
+
+class LearnerConfig(BaseModel):
+    """The central learner of the RL phase."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    batch_size: int = Field(default=32, ge=1)
+    """sampled programs per update (whole groups: a problem's samples are never split)"""
+    ground_truth_batch_size: int = Field(default=8, ge=0)
+    """ground-truth programs per update for the cross-entropy term (0: none)"""
+    max_policy_lag: int = Field(default=2, ge=0)
+    """samples from more than this many versions ago are dropped or importance-corrected"""
+    stale: Literal["drop", "correct"] = "drop"
+    """what to do with samples over max_policy_lag; correct needs loss.importance set"""
+    loss: ActorLossConfig = Field(default_factory=ActorLossConfig)
+    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=3e-4))
+    critic_optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=1e-3))
+    train_critic: bool = True
+    """update the critic on each batch's observed outcomes (CodeRL freezes it; online it keeps up)"""
+    num_gpus: float = Field(default=0.0, ge=0)
+    device: str = "auto"
+    wait_s: float = Field(default=300.0, gt=0)
+    """an update waits at most this long for a full batch before the run fails"""
+    group_timeout_s: float = Field(default=600.0, gt=0)
+    """a group still incomplete after this long (a result lost) is dropped"""
+
+    @model_validator(mode="after")
+    def _correction_needs_importance(self) -> LearnerConfig:
+        if self.stale == "correct" and self.loss.importance == "none":
+            raise ValueError("stale='correct' needs loss.importance set to 'truncated' or 'ppo_clip'")
+        return self
+
+
+class PhasesConfig(BaseModel):
+    """sft warm start -> critic pre-training on the warm policy's samples -> rl. 0 steps skips one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    sft_steps: int = Field(default=400, ge=0)
+    critic_steps: int = Field(default=20, ge=0)
+    """critic-only updates on executed samples of the warm policy before RL"""
+    rl_steps: int = Field(default=60, ge=0)

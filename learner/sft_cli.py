@@ -4,7 +4,7 @@ MODEL is a preset (tiny, tiny-causal, t5-small-random: random weights, no downlo
 directory or a Hugging Face hub name. OUT becomes a checkpoint directory that transformers'
 ``from_pretrained`` loads (tokenizer included), with ``coderl_policy.json`` (policy version),
 ``sft_config.yaml`` (the resolved configuration) and ``sft_log.jsonl`` (the loss of every step).
-Config precedence: --config FILE (SFTConfig, learner/config.py), then --set, then the flags.
+Config precedence: --config FILE (SFTCommandConfig, learner/config.py), then --set, then the flags.
 Exit codes: 0 trained, 2 bad usage or input.
 """
 
@@ -23,7 +23,7 @@ from coderl.cli import CommandError
 from coderl.config import dump_config, load_config
 from coderl.problems import ProblemFormatError, load_problems
 
-from .config import SFTConfig
+from .config import SFTCommandConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--batch-size", type=int, metavar="B", help="programs per step (sets batch_size)")
     add("--lr", type=float, metavar="LR", help="learning rate (sets optimizer.lr)")
     add("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N (sets policy.device)")
-    add("--config", type=Path, metavar="FILE", help="SFTConfig as TOML/YAML")
+    add("--config", type=Path, metavar="FILE", help="SFTCommandConfig as TOML/YAML")
     add(
         "--set",
         dest="overrides",
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> SFTConfig:
+def _config(args: argparse.Namespace) -> SFTCommandConfig:
     overrides = list(args.overrides)
     flags = {
         "policy.model": args.model,
@@ -62,7 +62,7 @@ def _config(args: argparse.Namespace) -> SFTConfig:
         "policy.device": args.device,
     }
     overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
-    return load_config(SFTConfig, args.config, overrides)
+    return load_config(SFTCommandConfig, args.config, overrides)
 
 
 def _check_out(out: Path) -> None:

@@ -1,0 +1,120 @@
+"""The training run's Redis channel: samplers publish rollouts, executors score them, the learner
+joins each result with its rollout.
+
+Layout (beside coderl/streams.py, prefix "coderl" by default)::
+
+  {prefix}:train:{run}:rollout:{sample}  SampledProgram JSON (token ids stay here, never in a sandbox)
+  {prefix}:exec:results:train-{run}      stream of ExecutionReport; consumer group "learner"
+                                         (workers publish only under {prefix}:exec:results)
+
+A sampler writes the rollout and its ExecutionRequest in one pipeline. The learner reads results
+through its consumer group and acknowledges them only once a checkpoint holds the update trained on
+them (``ack``): after a crash the resumed learner reads its pending entries again, so no result is
+lost, and none is trained twice into the same weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from . import streams
+from .wire import ExecutionReport, ExecutionRequest, SampledProgram
+
+__all__ = ["LEARNER_GROUP", "Delivery", "RolloutReader", "TrainStreams", "publish_rollouts"]
+
+LEARNER_GROUP = "learner"
+
+
+@dataclass(frozen=True)
+class TrainStreams:
+    names: streams.StreamNames
+    run_id: str
+
+    @property
+    def results(self) -> str:
+        return self.names.client_results(f"train-{self.run_id}")
+
+    def rollout(self, sample_id: str) -> str:
+        return f"{self.names.prefix}:train:{self.run_id}:rollout:{sample_id}"
+
+
+def publish_rollouts(
+    client: redis.Redis, channel: TrainStreams, samples: Sequence[SampledProgram], ttl_s: int
+) -> None:
+    """Store each rollout and queue its program for execution against the hidden tests."""
+    pipe = client.pipeline(transaction=False)
+    for sample in samples:
+        pipe.set(channel.rollout(sample.sample_id), sample.to_wire(), ex=ttl_s)
+        request = ExecutionRequest(
+            sample_id=sample.sample_id,
+            problem_id=sample.task_id,
+            policy_version=sample.policy_version,
+            program=sample.program,
+            which="hidden",
+            results_stream=channel.results,
+        )
+        pipe.xadd(channel.names.requests, {streams.DATA_FIELD: request.to_wire()})
+    pipe.execute()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    entry_id: str
+    report: ExecutionReport
+    sample: SampledProgram | None
+    """None when the rollout expired or was never stored"""
+
+
+class RolloutReader:
+    """The learner's side: results joined with their rollouts, pending ones first after a restart."""
+
+    def __init__(self, client: redis.Redis, channel: TrainStreams, consumer: str = "learner") -> None:
+        self.client = client
+        self.channel = channel
+        self.consumer = consumer
+        self._replay = True  # our pending entries (delivered before a restart) come first
+        streams.ensure_group(client, channel.results, LEARNER_GROUP)
+
+    def read(self, count: int, block_ms: int | None) -> list[Delivery]:
+        start = "0" if self._replay else ">"
+        reply = self.client.xreadgroup(
+            LEARNER_GROUP,
+            self.consumer,
+            {self.channel.results: start},
+            count=count,
+            block=None if self._replay else block_ms,
+        )
+        entries = [entry for _, batch in reply or [] for entry in batch]
+        if self._replay and not entries:
+            self._replay = False
+            return self.read(count, block_ms)
+        if not entries:
+            return []
+        reports = [ExecutionReport.model_validate_json(streams.decode_entry(fields)) for _, fields in entries]
+        raw = self.client.mget([self.channel.rollout(report.sample_id) for report in reports])
+        return [
+            Delivery(
+                streams.as_text(entry_id),
+                report,
+                None if blob is None else SampledProgram.model_validate_json(blob),
+            )
+            for (entry_id, _), report, blob in zip(entries, reports, raw, strict=True)
+        ]
+
+    def ack(self, deliveries: Sequence[tuple[str, str]]) -> None:
+        """Acknowledge ``(entry_id, sample_id)`` pairs: the entries and their rollouts are deleted."""
+        if not deliveries:
+            return
+        entry_ids = [entry for entry, _ in deliveries]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xack(self.channel.results, LEARNER_GROUP, *entry_ids)
+        pipe.xdel(self.channel.results, *entry_ids)
+        pipe.delete(*(self.channel.rollout(sample) for _, sample in deliveries))
+        pipe.execute()
+
+    def pending(self) -> int:
+        info = self.client.xpending(self.channel.results, LEARNER_GROUP)
+        return int(info["pending"])

@@ -1,0 +1,141 @@
+"""The update loop of the critic and RL phases: keeps the samplers producing, the learner updating,
+and the weights flowing back, in decoupled or synchronous mode.
+
+Decoupled: every sampler always has a round in flight and the learner always has an update in
+flight, subject to admission control: a sampler starts a round only while the sampled programs not
+yet consumed by the learner stay under ``(max_policy_lag + 1) * batch_size``, so lag stays bounded
+without starving slow groups (admission control, as AReaL, rather than dropping late work).
+Synchronous: generate one batch, wait for its execution and the update, broadcast, repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from actors.sampler import RoundReport, SamplerState
+
+from .learner import StepReport
+from .roles import Handle, Roles
+from .train_config import TrainConfig
+
+__all__ = ["PhaseClock", "run_updates"]
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLER_FAILURES = 5
+
+
+@dataclass
+class PhaseClock:
+    """Busy time per role and counts over a phase, for idle fractions and throughput."""
+
+    started: float = field(default_factory=time.monotonic)
+    sampler_busy_s: float = 0.0
+    learner_busy_s: float = 0.0
+    learner_wait_s: float = 0.0
+    broadcast_s: float = 0.0
+    rounds: int = 0
+    samples: int = 0
+    tokens: int = 0
+
+    def rates(self, num_samplers: int) -> dict[str, float]:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return {
+            "throughput/samples_per_s": self.samples / elapsed,
+            "throughput/tokens_per_s": self.tokens / elapsed,
+            "idle/sampler": max(0.0, 1.0 - self.sampler_busy_s / (elapsed * num_samplers)),
+            "idle/learner": max(0.0, 1.0 - self.learner_busy_s / elapsed),
+        }
+
+
+OnUpdate = Callable[[StepReport, float, PhaseClock], None]
+"""called after every update with its report and the broadcast time (0 when nothing was sent)"""
+
+
+def run_updates(
+    roles: Roles,
+    method: str,
+    steps: int,
+    config: TrainConfig,
+    on_update: OnUpdate,
+    broadcast: bool,
+) -> PhaseClock:
+    """``steps`` learner updates (``method``: rl_update or critic_update) fed by the samplers."""
+    per_round = config.sampler.problems_per_round * config.sampler.sampling.n
+    batch = config.learner.batch_size
+    decoupled = config.mode == "decoupled"
+    cap = (config.learner.max_policy_lag + 1) * batch if decoupled else batch
+    clock = PhaseClock()
+    produced = settled = 0
+    failures = 0
+    idle = list(range(roles.num_samplers))
+    positions: dict[int, SamplerState] = dict(enumerate(roles.sampler_states()))
+    in_flight: list[Handle] = []
+    learner: Handle | None = None
+    done_steps = 0
+    while done_steps < steps:
+        # 1. Admit sampling rounds while the work ahead of the learner stays under the cap.
+        while idle and produced - settled < cap:
+            in_flight.append(roles.submit_round(idle.pop(0)))
+            produced += per_round
+        # 2. Keep one update in flight (synchronous: only once a whole batch is out).
+        if learner is None and (decoupled or produced - settled >= batch or not in_flight):
+            learner = roles.submit_learner(method)
+        # 3. Wait for whatever finishes first.
+        waiting = [*in_flight, *([learner] if learner is not None else [])]
+        for handle in roles.wait(waiting, timeout_s=None):
+            if handle.kind == "round":
+                in_flight.remove(handle)
+                assert handle.sampler is not None
+                idle.append(handle.sampler)
+                try:
+                    round_report: RoundReport = roles.get(handle)
+                    _count_round(round_report, clock)
+                    positions[handle.sampler] = round_report.state
+                except Exception as exc:  # a sampler died: bring it back, up to MAX_SAMPLER_FAILURES
+                    failures += 1
+                    produced -= per_round
+                    log.warning(
+                        "sampler %d failed (%s: %s); recovering", handle.sampler, type(exc).__name__, exc
+                    )
+                    if failures > MAX_SAMPLER_FAILURES:
+                        raise
+                    roles.recover_sampler(handle.sampler, positions[handle.sampler])
+                continue
+            report: StepReport = roles.get(handle)
+            learner = None
+            settled = report.settled_total
+            clock.learner_busy_s += report.train_s
+            clock.learner_wait_s += report.wait_s
+            broadcast_s = 0.0
+            if broadcast:
+                _, broadcast_s = roles.broadcast()
+                clock.broadcast_s += broadcast_s
+            done_steps += 1
+            on_update(report, broadcast_s, clock)
+    _finish_rounds(roles, in_flight, clock)
+    return clock
+
+
+def _count_round(report: RoundReport, clock: PhaseClock) -> None:
+    clock.rounds += 1
+    clock.samples += report.samples
+    clock.tokens += report.tokens
+    clock.sampler_busy_s += report.generate_s + report.publish_s
+
+
+def _finish_rounds(roles: Roles, in_flight: list[Handle], clock: PhaseClock) -> None:
+    """Let rounds still running finish (their samples feed the next phase or are discarded)."""
+    for handle in in_flight:
+        try:
+            _count_round(roles.get(handle), clock)
+        except Exception as exc:  # noqa: BLE001 - the phase is over; a late failure only loses a round
+            log.warning("sampler %s failed at the end of a phase: %s", handle.sampler, exc)
+
+
+def rounds_for(batch: int, per_round: int) -> int:
+    return max(1, math.ceil(batch / per_round))

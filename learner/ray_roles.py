@@ -1,0 +1,138 @@
+"""The roles as Ray actors: the same plain classes (Sampler, Learner, ExecutorWorker), wrapped here
+where the actors are created.
+
+- Samplers restart on failure (``max_restarts``); the loop then re-sends the current weights.
+- Executor workers restart too; requests a dead worker held are reclaimed from Redis by the others
+  (or by its successor) after ``claim_idle_ms``.
+- Weights travel learner -> object store -> samplers: the driver only passes the reference, and a
+  sampler applies them between rounds (Ray runs one call of an actor at a time).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors.sampler import Sampler, SamplerState
+from coderl.rollouts import TrainStreams
+from executor.service_config import WorkerConfig
+from executor.worker import ExecutorWorker
+
+from .learner import Learner
+from .problems import ProblemSplits
+from .roles import Handle, Roles, make_samplers
+from .train_config import TrainConfig
+
+__all__ = ["ExecutorActor", "RayRoles"]
+
+log = logging.getLogger(__name__)
+
+
+class ExecutorActor:
+    """An executor service worker inside a Ray actor (its run loop in a thread)."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.worker = ExecutorWorker(config)
+        self.thread = threading.Thread(target=self.worker.run, name="executor", daemon=True)
+        self.thread.start()
+
+    def metrics(self) -> dict[str, float]:
+        return self.worker.metrics()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.thread.join(timeout=60)
+        self.worker.executor.close()
+
+
+class RayRoles(Roles):
+    def __init__(
+        self,
+        config: TrainConfig,
+        splits: ProblemSplits,
+        redis_url: str,
+        channel: TrainStreams,
+        checkpoint: Path | None,
+    ) -> None:
+        if not ray.is_initialized():
+            # RAY_ADDRESS (set by `ray job submit`) joins a cluster; otherwise a local one starts.
+            ray.init(log_to_driver=True, include_dashboard=None)
+        # Actors ask for no CPU slots: they are long-lived and we size them ourselves; on a small
+        # host, slots would leave the third actor pending forever.
+        learner_cls = ray.remote(num_cpus=0, num_gpus=config.learner.num_gpus)(Learner)
+        self.learner = learner_cls.remote(config, splits.sft, redis_url, channel, checkpoint)
+        sampler_cls = ray.remote(num_cpus=0, num_gpus=config.sampler.num_gpus, max_restarts=3)(Sampler)
+        self.samplers = [
+            sampler_cls.remote(**kwargs) for _, kwargs in make_samplers(config, splits, redis_url, channel)
+        ]
+        self.num_samplers = len(self.samplers)
+        self.executors = []
+        if not config.execution.external_workers:
+            executor_cls = ray.remote(num_cpus=0, max_restarts=3, max_concurrency=4)(ExecutorActor)
+            for i in range(config.execution.executor_actors):
+                worker = WorkerConfig(
+                    redis_url=redis_url,
+                    prefix=config.execution.prefix,
+                    worker_id=f"{channel.run_id}-executor-{i}",
+                    executor=config.execution.executor,
+                )
+                self.executors.append(executor_cls.remote(worker))
+        ray.get([actor.pid.remote() for actor in self.executors])  # fail now if a sandbox pool cannot start
+        self._weights_ref: Any = None
+        self._version = -1
+
+    def submit_round(self, sampler: int) -> Handle:
+        return Handle("round", sampler, payload=self.samplers[sampler].generate_round.remote())
+
+    def submit_learner(self, method: str, *args: Any) -> Handle:
+        return Handle("learner", payload=getattr(self.learner, method).remote(*args))
+
+    def wait(self, handles: Sequence[Handle], timeout_s: float | None) -> list[Handle]:
+        by_ref = {h.payload: h for h in handles}
+        done, _ = ray.wait(list(by_ref), num_returns=1, timeout=timeout_s)
+        more, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
+        return [by_ref[ref] for ref in {*done, *more}]
+
+    def get(self, handle: Handle) -> Any:
+        return ray.get(handle.payload)
+
+    def broadcast(self) -> tuple[int, float]:
+        started = time.monotonic()
+        version = ray.get(self.learner.policy_version_now.remote())
+        self._weights_ref = self.learner.weights.remote()
+        ray.wait([self._weights_ref], fetch_local=False)
+        self._version = version
+        for sampler in self.samplers:
+            sampler.set_weights.remote(self._weights_ref, version)  # applied between its rounds
+        return version, time.monotonic() - started
+
+    def sampler_states(self) -> list[SamplerState]:
+        return ray.get([s.get_state.remote() for s in self.samplers])
+
+    def restore_samplers(self, states: Sequence[SamplerState]) -> None:
+        ray.get([s.restore.remote(state) for s, state in zip(self.samplers, states, strict=True)])
+
+    def recover_sampler(self, sampler: int, state: SamplerState) -> None:
+        if self._weights_ref is None:
+            self.broadcast()
+        actor = self.samplers[sampler]
+        ray.get([actor.set_weights.remote(self._weights_ref, self._version), actor.restore.remote(state)])
+
+    def shutdown(self) -> None:
+        stops = [actor.stop.remote() for actor in self.executors]
+        try:
+            ray.get(stops, timeout=90)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            log.warning("executor actors did not stop cleanly: %s", exc)
+        for actor in [*self.executors, *self.samplers, self.learner]:
+            ray.kill(actor)

@@ -1,0 +1,122 @@
+"""``coderl train`` / ``python -m learner``: the whole run's configuration, defaults defined once.
+
+The defaults are the embedded run: a tiny model on the built-in task suite, one sampler, executors
+started by the driver, a Redis server started for the run; it finishes in minutes on 2 CPU cores.
+``deploy/configs/`` holds presets (the tiny run, CodeT5-large-ntp-py on APPS).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from actors.config import PolicyConfig, SamplerConfig
+from coderl.suite import SuiteConfig
+from critic.config import CriticConfig
+from executor.config import ExecutorConfig
+
+from .config import LearnerConfig, OptimizerConfig, PhasesConfig, SFTConfig
+
+__all__ = ["EvalConfig", "ExecutionConfig", "ProblemsConfig", "TrainConfig"]
+
+
+class ProblemsConfig(BaseModel):
+    """Where problems come from: the built-in suite, or problem files in any supported format."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    source: Literal["suite", "files"] = "suite"
+    suite: SuiteConfig = Field(default_factory=SuiteConfig)
+    sft_path: str | None = None
+    """files: problems whose solutions the warm start trains on (e.g. APPS train)"""
+    rl_path: str | None = None
+    """files: problems the samplers draw from (default: sft_path)"""
+    held_out_path: str | None = None
+    """files: problems for the pass@1 evaluation (e.g. APPS test)"""
+    limit: int | None = Field(default=None, ge=1)
+    """use at most this many problems of each file (quick trials)"""
+
+    @model_validator(mode="after")
+    def _files_given(self) -> ProblemsConfig:
+        if self.source == "files" and not (self.sft_path or self.rl_path):
+            raise ValueError("problems.source='files' needs problems.sft_path or problems.rl_path")
+        return self
+
+
+class ExecutionConfig(BaseModel):
+    """Where programs run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    redis_url: str | None = None
+    """None: start a redis-server for the run; a URL: use it (with external_workers, the compose
+    stack's Redis)"""
+    external_workers: bool = False
+    """True: executor workers already serve redis_url (docker compose up); False: the driver starts
+    executor_actors workers itself"""
+    executor_actors: int = Field(default=1, ge=0)
+    """executor workers the driver starts (each with executor.workers sandboxes)"""
+    executor: ExecutorConfig = Field(default_factory=lambda: ExecutorConfig(workers=2))
+    prefix: str = "coderl"
+
+
+class EvalConfig(BaseModel):
+    """Held-out pass@1 (greedy decoding) before training, every ``every`` RL steps and at the end."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    problems: int | None = Field(default=None, ge=1)
+    """evaluate on at most this many held-out problems (None: all)"""
+    every: int = Field(default=0, ge=0)
+    """also evaluate every this many RL steps (0: only before and after)"""
+    max_new_tokens: int = Field(default=160, ge=1)
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    run_dir: Path = Path("runs/coderl")
+    """checkpoints, metrics.jsonl, TensorBoard events, learning curves and the resolved config"""
+    seed: int = 0
+    mode: Literal["decoupled", "sync"] = "decoupled"
+    """decoupled: sampling, execution and learning overlap; sync: generate -> execute -> learn in turn"""
+    use_ray: bool = True
+    """False runs every role in this process (tests, debugging)"""
+    problems: ProblemsConfig = Field(default_factory=ProblemsConfig)
+    policy: PolicyConfig = Field(
+        default_factory=lambda: PolicyConfig(max_prompt_tokens=400, max_program_tokens=160)
+    )
+    critic: CriticConfig = Field(
+        default_factory=lambda: CriticConfig(max_prompt_tokens=400, max_program_tokens=160)
+    )
+    phases: PhasesConfig = Field(default_factory=PhasesConfig)
+    sft: SFTConfig = Field(
+        default_factory=lambda: SFTConfig(steps=400, batch_size=16, optimizer=OptimizerConfig(lr=2e-3))
+    )
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint_every: int = Field(default=10, ge=1)
+    """RL (and critic) steps between checkpoints"""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if not self.execution.external_workers and self.execution.executor_actors == 0:
+            raise ValueError(
+                "execution.executor_actors is 0 without external_workers: nothing would run programs"
+            )
+        if self.execution.external_workers and self.execution.redis_url is None:
+            raise ValueError("execution.external_workers needs execution.redis_url (the workers' Redis)")
+        if self.learner.batch_size < self.sampler.sampling.n:
+            raise ValueError(
+                f"learner.batch_size ({self.learner.batch_size}) is below sampler.sampling.n "
+                f"({self.sampler.sampling.n}): a batch holds whole groups"
+            )
+        return self
+
+    @property
+    def greedy_baseline(self) -> bool:
+        return self.learner.loss.baseline == "greedy"

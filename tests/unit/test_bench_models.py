@@ -1,0 +1,54 @@
+"""bench/models.py: its smallest configuration runs end to end and writes consistent numbers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow]
+
+
+def test_smallest_configuration_runs_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "models.json"
+    args = [
+        "--models", "tiny", "tiny-causal", "--device", "cpu", "--threads", "1",
+        "--batch", "3", "--prompt-tokens", "5", "--new-tokens", "4",
+        "--train-batch", "2", "--response-tokens", "6", "--warmup", "0", "--repeats", "2",
+        "--json", str(out),
+    ]  # fmt: skip
+    # bench/ is no installed package: run it the documented way, from the repository root.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.models", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "batched/sequential >= 4x" in run.stdout
+    assert "1 torch threads" in run.stdout
+
+    data = json.loads(out.read_text())
+    assert data["device"] == "cpu"
+    assert data["torch_threads"] == 1
+    assert data["target_ratio"] == 4.0
+    assert [m["name"] for m in data["models"]] == ["tiny", "tiny-causal"]
+    for model in data["models"]:
+        assert model["parameters"] > 0
+        sampling = model["sampling"]
+        # No EOS stop: every row decodes exactly --new-tokens tokens, in both modes.
+        assert sampling["batched_tokens"] == sampling["sequential_tokens"] == 3 * 4
+        assert sampling["ratio"] == pytest.approx(
+            sampling["batched_tokens_per_s"] / sampling["sequential_tokens_per_s"]
+        )
+        assert sampling["passed"] == (sampling["ratio"] >= 4.0)
+        assert [step["loss"] for step in model["steps"]] == ["cross_entropy", "policy_gradient"]
+        for step in model["steps"]:
+            assert len(step["seconds"]) == 2
+            assert step["median_ms"] > 0
+            assert step["response_tokens_per_s"] == pytest.approx(2 * 6 / (step["median_ms"] / 1000))
