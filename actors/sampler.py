@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import redis
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from coderl.problems import Problem
 from coderl.rollouts import TrainStreams, publish_rollouts
@@ -39,6 +39,8 @@ class SamplerState(BaseModel):
     rounds: int = 0
     incarnation: int = 0
     """bumped on every restore, so sample ids stay unique across restarts"""
+    versions_received: list[int] = Field(default_factory=list)
+    """every broadcast policy version applied, in order"""
 
 
 class RoundReport(WireMessage):
@@ -92,6 +94,7 @@ class Sampler:
         started = time.monotonic()
         self.policy.load_weights(weights, version)
         self._weights_s += time.monotonic() - started
+        self.state.versions_received.append(version)
         return self.policy.version
 
     @property
@@ -122,7 +125,7 @@ class Sampler:
             generate_s=generated - started,
             publish_s=time.monotonic() - generated,
             weights_s=self._weights_s,
-            state=self.state.model_copy(update={"rounds": self.state.rounds + 1}),
+            state=self.state.model_copy(update={"rounds": self.state.rounds + 1}, deep=True),
         )
         self.state.rounds += 1
         self._weights_s = 0.0
@@ -153,11 +156,11 @@ class Sampler:
     # -- checkpoint --------------------------------------------------------------------------------
 
     def get_state(self) -> SamplerState:
-        return self.state.model_copy()
+        return self.state.model_copy(deep=True)
 
     def restore(self, state: SamplerState) -> None:
         """Continue from a checkpointed position, under a new incarnation."""
-        self.state = state.model_copy(update={"incarnation": state.incarnation + 1})
+        self.state = state.model_copy(update={"incarnation": state.incarnation + 1}, deep=True)
         self._order = self._epoch_order(self.state.epoch)
 
     def queue_depth(self) -> int:

@@ -64,3 +64,16 @@ def setup_logging(level: str = "INFO", json: bool = False) -> None:
     handler.setFormatter(JsonFormatter() if json else logging.Formatter(TEXT_FORMAT))
     root.addHandler(handler)
     root.setLevel(name)
+
+
+LOG_LEVEL_ENV = "CODERL_LOG_LEVEL"
+LOG_JSON_ENV = "CODERL_LOG_JSON"
+
+
+def setup_worker_logging() -> None:
+    """``setup_logging`` for processes a launcher starts (Ray workers), from the environment:
+    CODERL_LOG_LEVEL (default INFO) and CODERL_LOG_JSON=1."""
+    import os
+
+    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    setup_logging(level if level in _LEVELS else "INFO", json=os.environ.get(LOG_JSON_ENV) == "1")

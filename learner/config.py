@@ -98,6 +98,8 @@ class LearnerConfig(BaseModel):
     """an update waits at most this long for a full batch before the run fails"""
     group_timeout_s: float = Field(default=600.0, gt=0)
     """a group still incomplete after this long (a result lost) is dropped"""
+    audit: bool = False
+    """log the sample ids of every update to run_dir/audit.jsonl (tests, debugging)"""
 
     @model_validator(mode="after")
     def _correction_needs_importance(self) -> LearnerConfig:

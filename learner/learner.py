@@ -8,6 +8,7 @@ in-process pipeline calls it directly.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -32,7 +33,9 @@ from .checkpoint import load_rng, save_rng
 from .sft import SFTExample, make_optimizer, sft_examples, train_sft
 from .train_config import TrainConfig
 
-__all__ = ["Learner", "StepReport"]
+__all__ = ["AUDIT_FILE", "Learner", "StepReport"]
+
+AUDIT_FILE = "audit.jsonl"
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +119,19 @@ class Learner:
         """Critic pre-training: one critic update on the next batch of executed samples."""
         batch, wait_s = self._collect()
         started = time.monotonic()
+        self._audit(batch)
         stats = self._train_critic(batch) | self._batch_stats(batch)
         return self._report(batch, stats, wait_s, started)
 
     def rl_update(self) -> StepReport:
-        """CodeRL: L = L_rl + ce_weight * L_ce for the actor, then the critic on the same outcomes."""
+        """CodeRL on the next batch of executed samples (see ``train_on``)."""
         batch, wait_s = self._collect()
+        return self.train_on(batch, wait_s)
+
+    def train_on(self, batch: TrainBatch, wait_s: float = 0.0) -> StepReport:
+        """L = rl_weight * L_rl + ce_weight * L_ce for the actor, then the critic on the same outcomes."""
         started = time.monotonic()
+        self._audit(batch)
         values = None
         if self.config.learner.loss.use_critic:
             classes = torch.tensor([s.outcome_class for s in batch.samples])
@@ -203,6 +212,18 @@ class Learner:
             wait_s=wait_s,
             train_s=time.monotonic() - started,
         )
+
+    def _audit(self, batch: TrainBatch) -> None:
+        """With learner.audit: append the sample ids of this update to run_dir/audit.jsonl."""
+        if not self.config.learner.audit:
+            return
+        record = {
+            "policy_version": self.policy.version,
+            "trained": [s.sample.sample_id for s in batch.samples],
+            "greedy": [s.sample.sample_id for s in batch.greedy],
+        }
+        with (self.config.run_dir / AUDIT_FILE).open("a") as out:
+            out.write(json.dumps(record) + "\n")
 
     def counters(self) -> dict[str, float]:
         return {f"buffer/{k}": float(v) for k, v in self.buffer.counts.items()}

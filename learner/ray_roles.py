@@ -21,6 +21,7 @@ from typing import Any
 import ray
 
 from actors.sampler import Sampler, SamplerState
+from coderl.logs import LOG_LEVEL_ENV
 from coderl.rollouts import TrainStreams
 from executor.service_config import WorkerConfig
 from executor.worker import ExecutorWorker
@@ -66,7 +67,12 @@ class RayRoles(Roles):
     ) -> None:
         if not ray.is_initialized():
             # RAY_ADDRESS (set by `ray job submit`) joins a cluster; otherwise a local one starts.
-            ray.init(log_to_driver=True, include_dashboard=None)
+            level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+            runtime_env = {
+                "worker_process_setup_hook": "coderl.logs.setup_worker_logging",
+                "env_vars": {LOG_LEVEL_ENV: str(level)},
+            }
+            ray.init(log_to_driver=True, runtime_env=runtime_env)
         # Actors ask for no CPU slots: they are long-lived and we size them ourselves; on a small
         # host, slots would leave the third actor pending forever.
         learner_cls = ray.remote(num_cpus=0, num_gpus=config.learner.num_gpus)(Learner)

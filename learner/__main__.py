@@ -1,0 +1,13 @@
+"""python -m learner: the training driver (what `ray job submit ... -- python -m learner` runs).
+
+The same as `coderl train`; see `python -m learner --help`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from coderl.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train", *sys.argv[1:]]))

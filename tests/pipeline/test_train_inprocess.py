@@ -1,0 +1,65 @@
+"""The whole training run in one process: every role, real Redis and Docker sandboxes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForSeq2SeqLM
+
+from learner.checkpoint import latest_checkpoint
+from learner.metrics import read_metrics
+from learner.train import RunError, train
+
+from .conftest import audit_records, small_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.docker]
+
+
+def test_a_small_run_goes_through_every_phase(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    config = small_config(run_dir, "use_ray=false", "mode=sync")
+    result = train(config)
+
+    # Phases and versions: 30 SFT steps, then 4 RL updates; critic updates leave the policy alone.
+    assert result.state.phase == "done"
+    assert result.state.policy_version == 30 + 4
+    assert [e["when"] for e in result.state.evaluations] == ["before", "after sft", "after rl"]
+    assert all(0.0 <= e["pass@1"] <= 1.0 and e["problems"] == 6 for e in result.state.evaluations)
+
+    # Every update trained on whole groups of distinct samples, each at most once, none too stale.
+    records = audit_records(run_dir)
+    assert len(records) == 2 + 4
+    trained = [sample for record in records for sample in record["trained"]]
+    assert len(trained) == len(set(trained)) >= 6 * 8
+    for record in records:
+        versions = {int(s.split("/v")[-1].split("s")[0]) for s in record["trained"]}
+        assert max(versions) <= record["policy_version"]
+        assert record["policy_version"] - min(versions) <= config.learner.max_policy_lag
+        assert len(record["greedy"]) == len(record["trained"]) // 4  # one greedy decode per group
+
+    # Metrics, TensorBoard events and learning curves.
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    rl_rows = [m for m in metrics if "loss/rl" in m]
+    assert len(rl_rows) == 4 and all("loss/critic" in m and "exec/pass_rate" in m for m in rl_rows)
+    assert any("eval/held_out_pass@1" in m for m in metrics)
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run_dir / "curves" / "loss.png").is_file()
+
+    # The final checkpoint loads with plain transformers and knows its version.
+    checkpoint = latest_checkpoint(run_dir)
+    assert checkpoint is not None
+    AutoModelForSeq2SeqLM.from_pretrained(checkpoint / "policy")
+    assert json.loads((checkpoint / "policy" / "coderl_policy.json").read_text())["policy_version"] == 34
+    state = json.loads((checkpoint / "state.json").read_text())
+    assert state["phase"] == "done" and len(state["samplers"]) == 1
+    assert state["samplers"][0]["versions_received"][-1] == 34
+
+
+def test_a_second_run_into_the_same_directory_needs_resume(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text('{"run_id": "x"}')
+    with pytest.raises(RunError, match="--resume"):
+        train(small_config(run_dir, "use_ray=false", "mode=sync"))
