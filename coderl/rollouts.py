@@ -75,22 +75,26 @@ class RolloutReader:
         self.client = client
         self.channel = channel
         self.consumer = consumer
-        self._replay = True  # our pending entries (delivered before a restart) come first
+        # Our pending entries (delivered before a restart) come first, read once each: the cursor
+        # moves past every replayed entry, as they stay pending until acknowledged.
+        self._replay_after: str | None = "0"
         streams.ensure_group(client, channel.results, LEARNER_GROUP)
 
     def read(self, count: int, block_ms: int | None) -> list[Delivery]:
-        start = "0" if self._replay else ">"
+        replaying = self._replay_after is not None
         reply = self.client.xreadgroup(
             LEARNER_GROUP,
             self.consumer,
-            {self.channel.results: start},
+            {self.channel.results: self._replay_after or ">"},
             count=count,
-            block=None if self._replay else block_ms,
+            block=None if replaying else block_ms,
         )
         entries = [entry for _, batch in reply or [] for entry in batch]
-        if self._replay and not entries:
-            self._replay = False
-            return self.read(count, block_ms)
+        if replaying:
+            if not entries:
+                self._replay_after = None
+                return self.read(count, block_ms)
+            self._replay_after = streams.as_text(entries[-1][0])
         if not entries:
             return []
         reports = [ExecutionReport.model_validate_json(streams.decode_entry(fields)) for _, fields in entries]

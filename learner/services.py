@@ -5,7 +5,9 @@ directory (append-only, so a resumed run finds its streams again) and executor w
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -39,10 +41,14 @@ class RunRedis:
                 "deploy/setup-host.sh does) or set execution.redis_url to a running Redis"
             )
         directory.mkdir(parents=True, exist_ok=True)
+        pidfile = directory / "redis.pid"
+        _stop_orphan(pidfile)
         self.port = free_port()
         self.log_file = directory / "redis.log"
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory)]
         args += [
+            "--pidfile",
+            str(pidfile),
             "--save",
             "",
             "--appendonly",
@@ -86,6 +92,22 @@ class RunRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+
+
+def _stop_orphan(pidfile: Path) -> None:
+    """A killed run leaves its redis-server running; the resumed run stops it before reusing its data."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"redis-server" not in cmdline:
+        return
+    log.warning("stopping redis-server %d left behind by a previous run of this directory", pid)
+    os.kill(pid, signal.SIGTERM)  # it writes its append-only file and exits
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class ExecutorThread:
