@@ -13,7 +13,6 @@ from coderl.outcomes import Verdict
 from coderl.rollouts import RolloutReader, TrainStreams, publish_rollouts
 from coderl.wire import ExecutionReport, ExecutionRequest, SampledProgram
 
-
 pytestmark = pytest.mark.redis
 
 PASSED = ExecutionResult(
