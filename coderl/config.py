@@ -85,9 +85,33 @@ def load_config(model_cls: type[M], path: str | Path | None = None, overrides: S
         _apply_override(model_cls, data, parts, value, item)
         sources[tuple(parts)] = f"override {item!r}"
     try:
-        return model_cls.model_validate(data)
+        return model_cls.model_validate(_onto_defaults(model_cls, data))
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(model_cls, exc, sources, origin)) from None
+
+
+def _onto_defaults(model_cls: type[BaseModel], data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` merged key by key onto ``model_cls()``'s values.
+
+    A section's defaults may be set by the enclosing model (``TrainConfig.sft`` has its own batch
+    size and learning rate); validating ``{"sft": {"steps": 10}}`` alone would rebuild the section
+    from its class defaults and silently drop them.
+    """
+    try:
+        defaults = model_cls().model_dump(mode="python", round_trip=True)
+    except ValidationError:  # a model with required fields: no defaults to keep
+        return data
+    return _deep_merge(defaults, data)
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def dump_config(model: BaseModel) -> str:

@@ -88,7 +88,7 @@ class LearnerConfig(BaseModel):
     stale: Literal["drop", "correct"] = "drop"
     """what to do with samples over max_policy_lag; correct needs loss.importance set"""
     loss: ActorLossConfig = Field(default_factory=ActorLossConfig)
-    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=3e-4))
+    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=1e-4))
     critic_optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=1e-3))
     train_critic: bool = True
     """update the critic on each batch's observed outcomes (CodeRL freezes it; online it keeps up)"""
@@ -113,7 +113,7 @@ class PhasesConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    sft_steps: int = Field(default=400, ge=0)
+    sft_steps: int = Field(default=1600, ge=0)
     critic_steps: int = Field(default=20, ge=0)
     """critic-only updates on executed samples of the warm policy before RL"""
-    rl_steps: int = Field(default=60, ge=0)
+    rl_steps: int = Field(default=100, ge=0)

@@ -51,6 +51,8 @@ class StepReport(WireMessage):
     wait_s: float
     """time spent waiting for executed samples"""
     train_s: float
+    exec_busy_total_s: float = 0.0
+    """sandbox seconds of every result read since the learner started (executors' busy time)"""
 
 
 class Learner:
@@ -79,6 +81,7 @@ class Learner:
         self.sft_problems = list(sft_problems)
         self.ground_truth: list[SFTExample] = sft_examples(self.policy, self.sft_problems)
         self.rng = random.Random(config.seed)
+        self.exec_busy_s = 0.0
         self.reader = RolloutReader(redis.Redis.from_url(redis_url, socket_timeout=60), channel)
         self.buffer = SampleBuffer(
             samples_per_group=config.sampler.sampling.n,
@@ -120,7 +123,7 @@ class Learner:
         batch, wait_s = self._collect()
         started = time.monotonic()
         self._audit(batch)
-        stats = self._train_critic(batch) | self._batch_stats(batch)
+        stats = self._batch_stats(batch) | self._train_critic(batch)
         return self._report(batch, stats, wait_s, started)
 
     def rl_update(self) -> StepReport:
@@ -132,6 +135,7 @@ class Learner:
         """L = rl_weight * L_rl + ce_weight * L_ce for the actor, then the critic on the same outcomes."""
         started = time.monotonic()
         self._audit(batch)
+        batch_stats = self._batch_stats(batch)  # before the update: lags against the sampling version
         values = None
         if self.config.learner.loss.use_critic:
             classes = torch.tensor([s.outcome_class for s in batch.samples])
@@ -148,7 +152,7 @@ class Learner:
         )
         if self.config.learner.train_critic:
             stats |= self._train_critic(batch)
-        return self._report(batch, stats | self._batch_stats(batch), wait_s, started)
+        return self._report(batch, batch_stats | stats, wait_s, started)
 
     # -- steps ---------------------------------------------------------------------------------------
 
@@ -162,6 +166,7 @@ class Learner:
                 if batch.samples:
                     return batch, time.monotonic() - started
             for delivery in self.reader.read(count=256, block_ms=200):
+                self.exec_busy_s += delivery.report.exec_s
                 self.buffer.add(delivery)
             self.buffer.expire()
             if time.monotonic() - started > self.config.learner.wait_s:
@@ -208,9 +213,10 @@ class Learner:
             policy_version=self.policy.version,
             samples=len(batch.samples),
             settled_total=self.buffer.counts["settled/samples"],
-            stats=stats,
+            stats=stats | self.counters(),
             wait_s=wait_s,
             train_s=time.monotonic() - started,
+            exec_busy_total_s=self.exec_busy_s,
         )
 
     def _audit(self, batch: TrainBatch) -> None:
@@ -224,6 +230,14 @@ class Learner:
         }
         with (self.config.run_dir / AUDIT_FILE).open("a") as out:
             out.write(json.dumps(record) + "\n")
+
+    def settled_samples(self) -> int:
+        """Sampled programs trained on or dropped so far (the driver's admission control counts them)."""
+        return int(self.buffer.counts["settled/samples"])
+
+    def exec_busy_seconds(self) -> float:
+        """Sandbox seconds of the results read so far (the driver derives executor idle time)."""
+        return self.exec_busy_s
 
     def counters(self) -> dict[str, float]:
         return {f"buffer/{k}": float(v) for k, v in self.buffer.counts.items()}

@@ -3,7 +3,7 @@ and the weights flowing back, in decoupled or synchronous mode.
 
 Decoupled: every sampler always has a round in flight and the learner always has an update in
 flight, subject to admission control: a sampler starts a round only while the sampled programs not
-yet consumed by the learner stay under ``(max_policy_lag + 1) * batch_size``, so lag stays bounded
+yet consumed by the learner stay under ``max_policy_lag * batch_size``, so lag stays bounded
 without starving slow groups (admission control, as AReaL, rather than dropping late work).
 Synchronous: generate one batch, wait for its execution and the update, broadcast, repeat.
 """
@@ -37,19 +37,25 @@ class PhaseClock:
     sampler_busy_s: float = 0.0
     learner_busy_s: float = 0.0
     learner_wait_s: float = 0.0
+    exec_busy_s: float = 0.0
+    """sandbox seconds of the results the learner read during the phase"""
     broadcast_s: float = 0.0
     rounds: int = 0
     samples: int = 0
     tokens: int = 0
 
-    def rates(self, num_samplers: int) -> dict[str, float]:
+    def rates(self, num_samplers: int, sandboxes: int = 0) -> dict[str, float]:
+        """Throughput and idle fractions; ``sandboxes``: executor slots (0: unknown, not reported)."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return {
+        rates = {
             "throughput/samples_per_s": self.samples / elapsed,
             "throughput/tokens_per_s": self.tokens / elapsed,
             "idle/sampler": max(0.0, 1.0 - self.sampler_busy_s / (elapsed * num_samplers)),
             "idle/learner": max(0.0, 1.0 - self.learner_busy_s / elapsed),
         }
+        if sandboxes > 0:
+            rates["idle/executor"] = max(0.0, 1.0 - self.exec_busy_s / (elapsed * sandboxes))
+        return rates
 
 
 OnUpdate = Callable[[StepReport, float, PhaseClock], None]
@@ -68,9 +74,15 @@ def run_updates(
     per_round = config.sampler.problems_per_round * config.sampler.sampling.n
     batch = config.learner.batch_size
     decoupled = config.mode == "decoupled"
-    cap = (config.learner.max_policy_lag + 1) * batch if decoupled else batch
+    # A round admitted now is trained after the update in flight, the batches ahead of it, and the
+    # broadcast the sampler has not applied yet (it arrives behind the round in progress): with
+    # cap/batch batches outstanding, its lag reaches cap/batch.
+    cap = max(1, config.learner.max_policy_lag) * batch if decoupled else batch
     clock = PhaseClock()
-    produced = settled = 0
+    # The learner's settled count runs over the whole run; start this phase's count from it, or a
+    # phase after the first would admit rounds without bound (and drop them as stale).
+    produced = settled = int(roles.call_learner("settled_samples"))
+    exec_busy_at_start = float(roles.call_learner("exec_busy_seconds"))
     failures = 0
     idle = list(range(roles.num_samplers))
     positions: dict[int, SamplerState] = dict(enumerate(roles.sampler_states()))
@@ -111,6 +123,7 @@ def run_updates(
             settled = report.settled_total
             clock.learner_busy_s += report.train_s
             clock.learner_wait_s += report.wait_s
+            clock.exec_busy_s = report.exec_busy_total_s - exec_busy_at_start
             broadcast_s = 0.0
             if broadcast:
                 _, broadcast_s = roles.broadcast()

@@ -28,12 +28,21 @@ from executor.worker import ExecutorWorker
 
 from .learner import Learner
 from .problems import ProblemSplits
-from .roles import Handle, Roles, make_samplers
+from .roles import Handle, Roles, executor_worker_config, make_samplers
 from .train_config import TrainConfig
 
-__all__ = ["ExecutorActor", "RayRoles"]
+__all__ = ["ExecutorActor", "RayRoles", "actor_name"]
 
 log = logging.getLogger(__name__)
+
+SAMPLER_RESTART_WAIT_S = 120.0
+"""how long a failed sampler may take to come back before the run gives up on it"""
+
+
+def actor_name(channel: TrainStreams, role: str) -> str:
+    """Actors are named after the run (``coderl-{run}-sampler-0``): found in the dashboard, and by
+    ``ray.get_actor`` for operations and tests."""
+    return f"coderl-{channel.run_id}-{role}"
 
 
 class ExecutorActor:
@@ -76,26 +85,28 @@ class RayRoles(Roles):
         # Actors ask for no CPU slots: they are long-lived and we size them ourselves; on a small
         # host, slots would leave the third actor pending forever.
         learner_cls = ray.remote(num_cpus=0, num_gpus=config.learner.num_gpus)(Learner)
-        self.learner = learner_cls.remote(config, splits.sft, redis_url, channel, checkpoint)
+        self.learner = learner_cls.options(name=actor_name(channel, "learner")).remote(
+            config, splits.sft, redis_url, channel, checkpoint
+        )
         sampler_cls = ray.remote(num_cpus=0, num_gpus=config.sampler.num_gpus, max_restarts=3)(Sampler)
         self.samplers = [
-            sampler_cls.remote(**kwargs) for _, kwargs in make_samplers(config, splits, redis_url, channel)
+            sampler_cls.options(name=actor_name(channel, f"sampler-{i}")).remote(**kwargs)
+            for i, kwargs in make_samplers(config, splits, redis_url, channel)
         ]
         self.num_samplers = len(self.samplers)
         self.executors = []
         if not config.execution.external_workers:
             executor_cls = ray.remote(num_cpus=0, max_restarts=3, max_concurrency=4)(ExecutorActor)
             for i in range(config.execution.executor_actors):
-                worker = WorkerConfig(
-                    redis_url=redis_url,
-                    prefix=config.execution.prefix,
-                    worker_id=f"{channel.run_id}-executor-{i}",
-                    executor=config.execution.executor,
+                worker = executor_worker_config(config, redis_url, channel, i)
+                self.executors.append(
+                    executor_cls.options(name=actor_name(channel, f"executor-{i}")).remote(worker)
                 )
-                self.executors.append(executor_cls.remote(worker))
         ray.get([actor.pid.remote() for actor in self.executors])  # fail now if a sandbox pool cannot start
         self._weights_ref: Any = None
         self._version = -1
+        self._known_states: dict[int, SamplerState] = {}
+        """each sampler's position after its last round (or restore), for checkpoints"""
 
     def submit_round(self, sampler: int) -> Handle:
         return Handle("round", sampler, payload=self.samplers[sampler].generate_round.remote())
@@ -110,7 +121,10 @@ class RayRoles(Roles):
         return [by_ref[ref] for ref in {*done, *more}]
 
     def get(self, handle: Handle) -> Any:
-        return ray.get(handle.payload)
+        value = ray.get(handle.payload)
+        if handle.kind == "round" and handle.sampler is not None:
+            self._known_states[handle.sampler] = value.state
+        return value
 
     def broadcast(self) -> tuple[int, float]:
         started = time.monotonic()
@@ -123,16 +137,43 @@ class RayRoles(Roles):
         return version, time.monotonic() - started
 
     def sampler_states(self) -> list[SamplerState]:
-        return ray.get([s.get_state.remote() for s in self.samplers])
+        """Each sampler's position. A sampler that is restarting, or restarted and not yet restored by
+        the loop, answers with nothing or with a fresh state: its last reported position stands in."""
+        refs = [s.get_state.remote() for s in self.samplers]
+        states = []
+        for index, ref in enumerate(refs):
+            known = self._known_states.get(index)
+            try:
+                state: SamplerState = ray.get(ref, timeout=60)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+                if known is None:
+                    raise
+                log.warning("sampler %d unavailable (%s); using its last reported position", index, exc)
+                state = known
+            if known is not None and (state.incarnation, state.rounds) < (known.incarnation, known.rounds):
+                state = known  # restarted by Ray, not yet restored: its own state is a fresh one
+            states.append(state)
+        return states
 
     def restore_samplers(self, states: Sequence[SamplerState]) -> None:
         ray.get([s.restore.remote(state) for s, state in zip(self.samplers, states, strict=True)])
+        self._known_states = dict(enumerate(ray.get([s.get_state.remote() for s in self.samplers])))
 
     def recover_sampler(self, sampler: int, state: SamplerState) -> None:
         if self._weights_ref is None:
             self.broadcast()
         actor = self.samplers[sampler]
-        ray.get([actor.set_weights.remote(self._weights_ref, self._version), actor.restore.remote(state)])
+        deadline = time.monotonic() + SAMPLER_RESTART_WAIT_S
+        while True:
+            try:  # calls made while Ray restarts the actor fail: retry until it is back
+                weights = actor.set_weights.remote(self._weights_ref, self._version)
+                ray.get([weights, actor.restore.remote(state)])
+                self._known_states[sampler] = ray.get(actor.get_state.remote())
+                return
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def shutdown(self) -> None:
         stops = [actor.stop.remote() for actor in self.executors]

@@ -23,7 +23,7 @@ from .problems import ProblemSplits
 from .services import ExecutorThread
 from .train_config import TrainConfig
 
-__all__ = ["Handle", "LocalRoles", "Roles"]
+__all__ = ["Handle", "LocalRoles", "Roles", "executor_worker_config", "make_samplers"]
 
 
 @dataclass(eq=False)
@@ -94,6 +94,19 @@ def make_samplers(
     return out
 
 
+def executor_worker_config(
+    config: TrainConfig, redis_url: str, channel: TrainStreams, index: int
+) -> WorkerConfig:
+    """The configuration of the ``index``-th executor worker the run starts itself."""
+    return WorkerConfig(
+        redis_url=redis_url,
+        prefix=config.execution.prefix,
+        worker_id=f"{channel.run_id}-executor-{index}",
+        claim_idle_ms=config.execution.claim_idle_ms,
+        executor=config.execution.executor,
+    )
+
+
 class LocalRoles(Roles):
     """Every role in this process; executor workers run in threads when the run starts them."""
 
@@ -111,13 +124,7 @@ class LocalRoles(Roles):
         self.executors = []
         if not config.execution.external_workers:
             for i in range(config.execution.executor_actors):
-                worker = WorkerConfig(
-                    redis_url=redis_url,
-                    prefix=config.execution.prefix,
-                    worker_id=f"{channel.run_id}-executor-{i}",
-                    executor=config.execution.executor,
-                )
-                self.executors.append(ExecutorThread(worker))
+                self.executors.append(ExecutorThread(executor_worker_config(config, redis_url, channel, i)))
 
     def _run(self, handle: Handle, fn: Any, *args: Any) -> Handle:
         try:

@@ -141,7 +141,8 @@ class _Run:
         if not self.splits.held_out:
             return
         result = evaluate(self.roles, self.splits.held_out, self.config, self.redis_url)
-        result |= {"when": when, "policy_version": self.state.policy_version}
+        # The learner's own version: a run may start from a checkpoint that has one already.
+        result |= {"when": when, "policy_version": int(self.roles.call_learner("policy_version_now"))}
         self.state.evaluations.append(result)
         self.metrics.write(self.global_step, {"eval/held_out_pass@1": result["pass@1"]})
         log.info(
@@ -181,12 +182,19 @@ class _Run:
             run_updates(self.roles, method, remaining, self.config, self._on_update(phase), broadcast)
         self._next_phase(following)
 
+    def _sandboxes(self) -> int:
+        """Executor slots of the workers this run started (unknown for external workers)."""
+        execution = self.config.execution
+        if execution.external_workers:
+            return 0
+        return execution.executor_actors * execution.executor.workers
+
     def _on_update(self, phase: str) -> Any:
         def on_update(report: StepReport, broadcast_s: float, clock: PhaseClock) -> None:
             self.state.phase_step += 1
             self.state.policy_version = report.policy_version
             step = self._advance()
-            values = report.stats | clock.rates(self.roles.num_samplers)
+            values = report.stats | clock.rates(self.roles.num_samplers, self._sandboxes())
             values |= {"sync/weight_broadcast_s": broadcast_s, "learner/wait_s": report.wait_s}
             values |= {"learner/train_s": report.train_s, "learner/policy_version": report.policy_version}
             self.metrics.write(

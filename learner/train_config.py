@@ -59,6 +59,9 @@ class ExecutionConfig(BaseModel):
     executor_actors: int = Field(default=1, ge=0)
     """executor workers the driver starts (each with executor.workers sandboxes)"""
     executor: ExecutorConfig = Field(default_factory=lambda: ExecutorConfig(workers=2))
+    claim_idle_ms: int = Field(default=15_000, ge=100)
+    """started workers: a request held this long without a heartbeat belongs to a dead worker and
+    is reclaimed by another"""
     prefix: str = "coderl"
 
 
@@ -93,7 +96,7 @@ class TrainConfig(BaseModel):
     )
     phases: PhasesConfig = Field(default_factory=PhasesConfig)
     sft: SFTConfig = Field(
-        default_factory=lambda: SFTConfig(steps=400, batch_size=16, optimizer=OptimizerConfig(lr=2e-3))
+        default_factory=lambda: SFTConfig(steps=1600, batch_size=16, optimizer=OptimizerConfig(lr=2e-3))
     )
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)

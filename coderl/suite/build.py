@@ -64,7 +64,7 @@ class SuiteConfig(BaseModel):
     """seeds every draw: pipelines, test inputs, the SFT/RL partition and the task-id order"""
     train_size: int = Field(default=400, ge=1, le=20_000)
     """train problems (SFT + RL)"""
-    held_out_size: int = Field(default=100, ge=0, le=5_000)
+    held_out_size: int = Field(default=300, ge=0, le=5_000)
     """held-out problems: pipelines never seen in train, built from primitives seen in train"""
     sft_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     """share of each (level, style) stratum of train in the SFT split; the rest is RL-only"""

@@ -10,6 +10,7 @@ import torch
 from transformers import ByT5Tokenizer
 
 from actors.sequences import TokenBatch, pad_left, pad_right
+from actors.tokenizer import suite_tokenizer
 from coderl.outcomes import OutcomeClass, Verdict
 from critic.config import CriticConfig
 from critic.loss import pass_probabilities, token_values
@@ -93,9 +94,11 @@ def test_binary_critic_has_two_classes_and_survives_a_reload(tmp_path: Path) -> 
 
 
 def test_a_different_tokenizer_is_refused(critic: Critic) -> None:
-    critic.check_tokenizer(ByT5Tokenizer())
+    critic.check_tokenizer(suite_tokenizer())
     with pytest.raises(ValueError, match="differs from the policy"):
-        critic.check_tokenizer(ByT5Tokenizer(extra_ids=0))
+        critic.check_tokenizer(ByT5Tokenizer())
+    with pytest.raises(ValueError, match="differs from the policy"):
+        critic.check_tokenizer(suite_tokenizer(vocab_size=300))
 
 
 @pytest.mark.slow

@@ -40,6 +40,16 @@ def audit_records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "audit.jsonl").read_text().splitlines()]
 
 
+def remove_containers_of_dead_owners() -> None:
+    """Sandbox containers of a killed process (its pid is in the owner label) stay behind."""
+    client = docker.from_env()
+    for container in client.containers.list(all=True, filters={"label": "org.coderl.sandbox"}):
+        owner = container.labels.get("org.coderl.sandbox.owner", "")
+        pid = owner.split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            container.remove(force=True)
+
+
 @pytest.fixture(autouse=True)
 def _needs_services() -> None:
     if shutil.which("redis-server") is None:

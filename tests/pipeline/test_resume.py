@@ -10,12 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import docker
 import pytest
 
 from learner.checkpoint import latest_checkpoint
 
-from .conftest import SMALL_RUN, audit_records
+from .conftest import SMALL_RUN, audit_records, remove_containers_of_dead_owners
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.docker]
 
@@ -35,15 +34,6 @@ def _command(run_dir: Path, *extra: str) -> list[str]:
         *overrides,
         *extra,
     ]
-
-
-def _remove_containers_of_dead_owners() -> None:
-    client = docker.from_env()
-    for container in client.containers.list(all=True, filters={"label": "org.coderl.sandbox"}):
-        owner = container.labels.get("org.coderl.sandbox.owner", "")
-        pid = owner.split("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            container.remove(force=True)
 
 
 def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
@@ -73,7 +63,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
-        _remove_containers_of_dead_owners()
+        remove_containers_of_dead_owners()
     killed_at = json.loads((latest_checkpoint(run_dir) / "state.json").read_text())  # type: ignore[operator]
     version_at_kill = killed_at["policy_version"]
     records_before = audit_records(run_dir)

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterator
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import ray
 
+from coderl.logs import LOG_LEVEL_ENV
 from learner.checkpoint import latest_checkpoint
 from learner.train import train
 
-from .conftest import audit_records, small_config
+from .conftest import audit_records, remove_containers_of_dead_owners, small_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.docker, pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Actor logs reach this process (and pytest's report of a failure) at INFO.
+    runtime_env = {
+        "worker_process_setup_hook": "coderl.logs.setup_worker_logging",
+        "env_vars": {LOG_LEVEL_ENV: "INFO"},
+    }
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=True, runtime_env=runtime_env)
     yield
     ray.shutdown()
 
@@ -46,3 +56,65 @@ def test_decoupled_run_on_ray(tmp_path: Path, local_ray: None) -> None:
         assert received == sorted(received)
         assert {31, 32, 33, 34} <= set(received)
         assert received[-1] == 34
+
+
+def _run_id(run_dir: Path) -> str:
+    return json.loads((run_dir / "run.json").read_text())["run_id"]
+
+
+def _wait_until(
+    condition: Callable[[], bool], what: str, worker: threading.Thread, timeout_s: float = 300
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert worker.is_alive(), f"the run ended before {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_killed_sampler_restarts_and_dead_executors_work_is_reclaimed(
+    tmp_path: Path, local_ray: None
+) -> None:
+    run_dir = tmp_path / "run"
+    config = small_config(
+        run_dir,
+        "sampler.num_samplers=2",
+        "phases.rl_steps=24",
+        "execution.executor_actors=2",
+        "execution.executor.workers=1",
+        "execution.claim_idle_ms=3000",
+    )
+    outcome: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=train(config)), daemon=True)
+    worker.start()
+    audit = run_dir / "audit.jsonl"
+    _wait_until(lambda: audit.is_file() and len(audit_records(run_dir)) >= 3, "RL updates", worker)
+    run_id = _run_id(run_dir)
+
+    # A sampler actor dies in the middle of a round; Ray restarts it and the loop re-seeds it.
+    ray.kill(ray.get_actor(f"coderl-{run_id}-sampler-0"), no_restart=False)
+
+    # An executor dies (SIGKILL) while it holds requests; the others reclaim them from Redis.
+    executors = [ray.get_actor(f"coderl-{run_id}-executor-{i}") for i in range(2)]
+    _wait_until(lambda: ray.get(executors[1].metrics.remote())["in_flight"] > 0, "executor work", worker)
+    os.kill(ray.get(executors[1].pid.remote()), signal.SIGKILL)
+
+    def reclaimed() -> bool:
+        total = 0.0
+        for actor in executors:
+            try:
+                total += ray.get(actor.metrics.remote(), timeout=5).get("reclaimed", 0.0)
+            except (ray.exceptions.RayError, TimeoutError):
+                pass  # still restarting
+        return total >= 1
+
+    _wait_until(reclaimed, "a reclaimed request", worker, timeout_s=120)
+    worker.join(timeout=600)
+    remove_containers_of_dead_owners()
+    assert not worker.is_alive()
+    result = outcome["result"]
+    assert result.state.phase == "done" and result.state.policy_version == 30 + 24  # type: ignore[attr-defined]
+
+    trained = [s for record in audit_records(run_dir) for s in record["trained"]]
+    assert len(trained) == len(set(trained))  # nothing trained twice, across incarnations
+    assert any(re.search(r"/v\d+s0i[1-9]\d*r\d+/", s) for s in trained)  # the restarted sampler fed it

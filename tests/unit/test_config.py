@@ -34,6 +34,14 @@ class Outer(BaseModel):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
+class Wrapper(BaseModel):
+    """A section whose defaults are set by the enclosing model, not by its class."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inner: Inner = Field(default_factory=lambda: Inner(timeout_s=9.0, name="wrapped"))
+
+
 class Required(BaseModel):
     seed: int
 
@@ -48,6 +56,13 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_without_file_or_overrides() -> None:
     assert load_config(Outer, None, []) == Outer()
+
+
+def test_a_section_keeps_its_enclosing_defaults_under_overrides_and_files(tmp_path: Path) -> None:
+    loaded = load_config(Wrapper, None, ["inner.retries=3"])
+    assert loaded.inner == Inner(timeout_s=9.0, name="wrapped", retries=3)
+    from_file = load_config(Wrapper, write(tmp_path / "c.toml", "[inner]\nmode = 'fast'\n"))
+    assert from_file.inner == Inner(timeout_s=9.0, name="wrapped", mode="fast")
 
 
 def test_toml(tmp_path: Path) -> None:

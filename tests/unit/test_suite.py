@@ -108,7 +108,7 @@ def test_config_is_strict_frozen_and_documented() -> None:
     assert all(field.description for field in SuiteConfig.model_fields.values())
 
 
-@pytest.mark.parametrize(("split", "size"), [("train", 400), ("sft", 200), ("rl", 200), ("held_out", 100)])
+@pytest.mark.parametrize(("split", "size"), [("train", 400), ("sft", 200), ("rl", 200), ("held_out", 300)])
 def test_default_counts(suite: Suite, split: str, size: int) -> None:
     counts = count_problems(suite.split(split))  # type: ignore[arg-type]
     levels = {"easy": size // 5, "medium": 2 * size // 5, "hard": 2 * size // 5}
@@ -137,11 +137,11 @@ def test_held_out_problems_are_unseen_combinations_of_seen_primitives(config: Su
 
 def test_splits_partition_and_ids(suite: Suite) -> None:
     ids = [p.task_id for p in suite.split("all")]
-    assert len(ids) == len(set(ids)) == 500
+    assert len(ids) == len(set(ids)) == 700
     assert {p.task_id for p in suite.sft} | {p.task_id for p in suite.rl} == {p.task_id for p in suite.train}
     assert not {p.task_id for p in suite.sft} & {p.task_id for p in suite.rl}
     assert [p.task_id for p in suite.train] == [f"suite-train-{i:05d}" for i in range(400)]
-    assert [p.task_id for p in suite.held_out] == [f"suite-held_out-{i:05d}" for i in range(100)]
+    assert [p.task_id for p in suite.held_out] == [f"suite-held_out-{i:05d}" for i in range(300)]
     pairs = [(tuple(p.metadata["pipeline"]), p.metadata["style"]) for p in suite.split("all")]
     assert len(pairs) == len(set(pairs))  # no problem twice
     for part in (suite.sft, suite.rl, suite.held_out):

@@ -1,0 +1,77 @@
+"""The single-process learner and the Ray actor learner give the same update on the same batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+import torch
+
+from actors.config import SamplingConfig
+from coderl.outcomes import OutcomeClass
+from coderl.rollouts import TrainStreams
+from coderl.streams import StreamNames
+from learner.actor_update import ScoredSample
+from learner.buffer import TrainBatch
+from learner.learner import Learner
+from learner.problems import load_splits
+from learner.services import RunRedis
+
+from .conftest import small_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.ray]
+
+REWARDS = {OutcomeClass.PASSED: 1.0, OutcomeClass.FAILED_TEST: -0.3, OutcomeClass.RUNTIME_ERROR: -0.6}
+
+
+@pytest.fixture
+def run_redis(tmp_path: Path) -> Iterator[RunRedis]:
+    server = RunRedis(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+def _batch(learner: Learner, problems: list, n: int) -> TrainBatch:
+    """n samples per problem from the learner's own policy, with fixed made-up outcomes."""
+    params = SamplingConfig(n=n, temperature=1.0, max_new_tokens=24, seed=3)
+    samples = learner.policy.sample(problems, params, round_id="eq")
+    classes = list(REWARDS)
+    scored = [
+        ScoredSample(s, REWARDS[classes[i % 3]], int(classes[i % 3]), greedy_reward=-0.3)
+        for i, s in enumerate(samples)
+    ]
+    return TrainBatch(samples=scored, greedy=[])
+
+
+def test_in_process_and_ray_learners_make_the_same_update(tmp_path: Path, run_redis: RunRedis) -> None:
+    (tmp_path / "run").mkdir()
+    config = small_config(tmp_path / "run", "learner.loss.use_critic=true", "learner.train_critic=true")
+    splits = load_splits(config.problems)
+    channel = TrainStreams(StreamNames(), run_id="eq")
+    local = Learner(config, splits.sft, run_redis.url, channel)
+    batch = _batch(local, splits.rl[:2], n=4)
+    before = local.weights()
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(num_cpus=0)(Learner).remote(config, splits.sft, run_redis.url, channel)
+        remote_before = ray.get(remote.weights.remote())
+        report_ray = ray.get(remote.train_on.remote(batch))
+        remote_after = ray.get(remote.weights.remote())
+    finally:
+        ray.shutdown()
+    report_local = local.train_on(batch)
+    after = local.weights()
+
+    assert report_local.policy_version == report_ray.policy_version == local.policy_version
+    assert report_local.stats.keys() == report_ray.stats.keys()
+    for key, value in report_local.stats.items():
+        assert report_ray.stats[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    changed = 0
+    for name, tensor in after.items():
+        torch.testing.assert_close(remote_before[name], before[name], rtol=0, atol=0)  # same start
+        torch.testing.assert_close(remote_after[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+        changed += not torch.equal(tensor, before[name])
+    assert changed > len(after) // 2  # the update really moved the weights

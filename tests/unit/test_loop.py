@@ -1,0 +1,101 @@
+"""Admission control of the update loop, against fake roles: samplers faster than the learner."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from actors.sampler import SamplerState
+from learner.config import LearnerConfig, PhasesConfig
+from learner.loop import PhaseClock, run_updates
+from learner.roles import Handle, Roles
+from learner.train_config import TrainConfig
+
+BATCH = 32
+
+
+class FastSamplerRoles(Roles):
+    """One sampler whose rounds finish at once; the learner settles a batch per update, and only
+    runs when no round is in flight (the worst case for over-admission)."""
+
+    def __init__(self, config: TrainConfig, settled_before: int) -> None:
+        self.num_samplers = 1
+        self.per_round = config.sampler.problems_per_round * config.sampler.sampling.n
+        self.produced = 0
+        self.settled = settled_before
+        self.consumed = 0
+        self.max_outstanding = 0
+
+    def submit_round(self, sampler: int) -> Handle:
+        self.produced += self.per_round
+        self.max_outstanding = max(self.max_outstanding, self.produced - self.consumed)
+        state = SamplerState()
+        report = SimpleNamespace(state=state, samples=self.per_round, tokens=0, generate_s=0.0, publish_s=0.0)
+        return Handle("round", sampler, payload=report)
+
+    def submit_learner(self, method: str, *args: Any) -> Handle:
+        if method == "settled_samples":
+            return Handle("learner", payload=self.settled)
+        if method == "exec_busy_seconds":
+            return Handle("learner", payload=0.0)
+        return Handle("learner", payload=None)
+
+    def wait(self, handles: Sequence[Handle], timeout_s: float | None) -> list[Handle]:
+        rounds = [h for h in handles if h.kind == "round"]
+        return rounds[:1] or [h for h in handles if h.kind == "learner"]
+
+    def get(self, handle: Handle) -> Any:
+        if handle.kind == "round" or handle.payload is not None:
+            return handle.payload
+        assert self.produced - self.consumed >= BATCH, "the learner ran without a full batch"
+        self.consumed += BATCH
+        self.settled += BATCH
+        return SimpleNamespace(settled_total=self.settled, train_s=0.0, wait_s=0.0, exec_busy_total_s=0.0)
+
+    def broadcast(self) -> tuple[int, float]:
+        return 0, 0.0
+
+    def sampler_states(self) -> list[SamplerState]:
+        return [SamplerState()]
+
+    def restore_samplers(self, states: Sequence[SamplerState]) -> None:
+        pass
+
+    def recover_sampler(self, sampler: int, state: SamplerState) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("settled_before", [0, 5000], ids=["first phase", "later phase"])
+@pytest.mark.parametrize("mode", ["decoupled", "sync"])
+def test_samples_ahead_of_the_learner_stay_under_the_cap(settled_before: int, mode: str) -> None:
+    """A later phase starts with the learner's settled count far above this phase's production: the
+    loop must count from it, or it admits rounds without bound (they are then dropped as stale)."""
+    config = TrainConfig(
+        mode=mode,  # type: ignore[arg-type]
+        learner=LearnerConfig(batch_size=BATCH, max_policy_lag=2),
+        phases=PhasesConfig(rl_steps=20),
+    )
+    roles = FastSamplerRoles(config, settled_before)
+    updates: list[float] = []
+    run_updates(roles, "rl_update", 20, config, lambda r, b, c: updates.append(r.settled_total), True)
+    assert len(updates) == 20
+    cap = 2 * BATCH if mode == "decoupled" else BATCH
+    assert roles.max_outstanding <= cap + roles.per_round
+    assert roles.produced <= 20 * BATCH + cap + roles.per_round
+
+
+def test_idle_fractions_include_the_executors_when_their_slots_are_known() -> None:
+    clock = PhaseClock(started=time.monotonic() - 10.0)
+    clock.sampler_busy_s, clock.learner_busy_s, clock.exec_busy_s = 5.0, 2.5, 10.0
+    rates = clock.rates(num_samplers=1, sandboxes=4)
+    assert rates["idle/sampler"] == pytest.approx(0.5, abs=0.01)
+    assert rates["idle/learner"] == pytest.approx(0.75, abs=0.01)
+    assert rates["idle/executor"] == pytest.approx(0.75, abs=0.01)  # 10 busy of 40 slot-seconds
+    assert "idle/executor" not in clock.rates(num_samplers=1)
