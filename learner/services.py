@@ -40,6 +40,8 @@ class RunRedis:
                 "redis-server is not on PATH: install it (apt-get install -y redis-server, as "
                 "deploy/setup-host.sh does) or set execution.redis_url to a running Redis"
             )
+        # Absolute: redis-server changes into --dir before it opens --logfile and --pidfile.
+        directory = directory.resolve()
         directory.mkdir(parents=True, exist_ok=True)
         pidfile = directory / "redis.pid"
         _stop_orphan(pidfile)
