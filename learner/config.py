@@ -9,10 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from actors.config import PolicyConfig
 
 from .losses import Normalization
+from .schedules import Schedule
 
 
 class OptimizerConfig(BaseModel):
-    """AdamW with a constant learning rate and gradient clipping, as CodeRL trains."""
+    """AdamW with gradient clipping; a constant learning rate by default, as CodeRL trains."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -21,6 +22,10 @@ class OptimizerConfig(BaseModel):
     weight_decay: float = Field(default=0.05, ge=0)
     max_grad_norm: float = Field(default=1.0, gt=0)
     betas: tuple[float, float] = (0.9, 0.999)
+    schedule: Schedule = "constant"
+    """constant, or linear / cosine decay to 0 over the run's steps (SFT only for now)"""
+    warmup_steps: int = Field(default=0, ge=0)
+    """steps of linear warm-up from 0 before the schedule (SFT only for now)"""
 
 
 class SFTConfig(BaseModel):
@@ -100,6 +105,17 @@ class LearnerConfig(BaseModel):
     """a group still incomplete after this long (a result lost) is dropped"""
     audit: bool = False
     """log the sample ids of every update to run_dir/audit.jsonl (tests, debugging)"""
+
+    @model_validator(mode="after")
+    def _constant_rl_learning_rate(self) -> LearnerConfig:
+        for name in ("optimizer", "critic_optimizer"):
+            optimizer: OptimizerConfig = getattr(self, name)
+            if optimizer.schedule != "constant" or optimizer.warmup_steps:
+                raise ValueError(
+                    f"learner.{name}: schedules and warm-up apply to the SFT optimizer only; "
+                    "set schedule='constant' and warmup_steps=0"
+                )
+        return self
 
     @model_validator(mode="after")
     def _correction_needs_importance(self) -> LearnerConfig:

@@ -16,6 +16,7 @@ from coderl.problems import Problem
 
 from .config import OptimizerConfig, SFTConfig
 from .losses import cross_entropy_loss
+from .schedules import make_scheduler
 
 __all__ = ["SFTExample", "SFTReport", "ce_step", "make_optimizer", "sft_examples", "train_sft"]
 
@@ -98,12 +99,16 @@ def train_sft(
         raise ValueError("no ground-truth programs to train on: the problems have no solutions")
     log.info("SFT on %d programs of %d problems for %d steps", len(examples), len(problems), config.steps)
     optimizer = make_optimizer(policy.model.parameters(), config.optimizer)
+    scheduler = make_scheduler(
+        optimizer, config.steps, config.optimizer.warmup_steps, config.optimizer.schedule
+    )
     report = SFTReport(programs=len(examples))
     started = time.monotonic()
     batches = _batches(examples, config.batch_size, config.seed)
     for step in range(1, config.steps + 1):
         batch = next(batches)
         loss = ce_step(policy, optimizer, batch, config.optimizer.max_grad_norm)
+        scheduler.step()
         report.losses.append(loss)
         report.examples += len(batch)
         if on_step is not None:
