@@ -178,6 +178,10 @@ class Policy:
 
     # -- weights --------------------------------------------------------------------------------
 
+    def cpu_weights(self) -> dict[str, torch.Tensor]:
+        """A detached CPU copy of the model's weights: what a broadcast sends."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
     def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
         """Swap in broadcast weights (between sampling batches) and adopt their version."""
         self.model.load_state_dict(state_dict)

@@ -83,13 +83,12 @@ class ModeResult:
     stale_dropped: float
 
 
-def _config(run_dir: Path, **updates: Any) -> Any:
-    from learner.config import PhasesConfig
-    from learner.train_config import EvalConfig, TrainConfig
+def _config(run_dir: Path, *overrides: str) -> Any:
+    """The embedded defaults with ``overrides``, as ``coderl train --set`` would give them."""
+    from coderl.config import load_config
+    from learner.train_config import TrainConfig
 
-    base = TrainConfig(run_dir=run_dir, eval=EvalConfig(problems=1))
-    phases = updates.pop("phases")
-    return base.model_copy(update={"phases": PhasesConfig(**phases), **updates})
+    return load_config(TrainConfig, None, [f"run_dir={run_dir}", "eval.problems=1", *overrides])
 
 
 def warm_start(work: Path, sft_steps: int) -> Path:
@@ -97,21 +96,18 @@ def warm_start(work: Path, sft_steps: int) -> Path:
     from learner.train import train
 
     run_dir = work / "warm"
-    train(_config(run_dir, phases={"sft_steps": sft_steps, "critic_steps": 0, "rl_steps": 0}))
+    train(_config(run_dir, f"phases.sft_steps={sft_steps}", "phases.critic_steps=0", "phases.rl_steps=0"))
     checkpoint = latest_checkpoint(run_dir)
     assert checkpoint is not None, f"the warm start left no checkpoint in {run_dir}"
     return checkpoint / "policy"
 
 
 def run_mode(work: Path, mode: str, policy_dir: Path, rl_steps: int) -> ModeResult:
-    from actors.config import PolicyConfig
     from learner.train import train
 
     run_dir = work / mode
-    defaults = _config(run_dir, phases={"sft_steps": 0, "critic_steps": 0, "rl_steps": rl_steps})
-    policy = defaults.policy.model_copy(update={"model": str(policy_dir)})
-    assert isinstance(policy, PolicyConfig)
-    train(defaults.model_copy(update={"mode": mode, "policy": policy}))
+    phases = ["phases.sft_steps=0", "phases.critic_steps=0", f"phases.rl_steps={rl_steps}"]
+    train(_config(run_dir, f"mode={mode}", f"policy.model={policy_dir}", *phases))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rl = [r for r in rows if "loss/rl" in r]
     if not rl:
@@ -182,7 +178,7 @@ class WeightSource:
         return sum(p.numel() for p in self.policy.model.parameters())
 
     def weights(self) -> dict[str, Any]:
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.policy.model.state_dict().items()}
+        return self.policy.cpu_weights()
 
 
 class WeightReceiver:

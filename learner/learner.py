@@ -103,7 +103,7 @@ class Learner:
 
     def weights(self) -> dict[str, torch.Tensor]:
         """A CPU copy of the policy's weights, for broadcasting."""
-        return {k: v.detach().to("cpu", copy=True) for k, v in self.policy.model.state_dict().items()}
+        return self.policy.cpu_weights()
 
     # -- phases --------------------------------------------------------------------------------------
 
