@@ -101,6 +101,11 @@ PRESETS: dict[str, Preset] = {
     "t5-small-random": Preset(
         lambda _: _t5(d_model=512, d_ff=2048, layers=6, heads=8, vocab=32100), _byte_tokenizer
     ),
+    # T5-large's shape, the size class of CodeT5-large (770M), random weights: about 737M
+    # parameters; for GPU benchmarks of the real configuration's model size.
+    "t5-large-random": Preset(
+        lambda _: _t5(d_model=1024, d_ff=4096, layers=24, heads=16, vocab=32100), _byte_tokenizer
+    ),
 }
 
 

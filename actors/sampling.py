@@ -9,15 +9,29 @@ temperature and top-p), without keeping a (steps, batch, vocab) score tensor aro
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import PreTrainedModel
 
 from .config import SamplingConfig
 from .sequences import positions
 
-__all__ = ["TokenSamples", "nucleus_logprobs", "sample_tokens"]
+__all__ = ["DECODE_ATTENTION_BACKENDS", "TokenSamples", "nucleus_logprobs", "sample_tokens"]
+
+DECODE_ATTENTION_BACKENDS: Sequence[SDPBackend] | None = (
+    SDPBackend.FLASH_ATTENTION,
+    SDPBackend.EFFICIENT_ATTENTION,
+    SDPBackend.MATH,
+)
+"""attention kernels the decoding loop may use on CUDA (None: torch's choice). cuDNN attention is
+left out: in bf16 torch picks it, and it builds an execution plan for every new (batch, cache
+length) shape, and decoding meets a new cache length at every step. Measured on an H200
+(t5-small-random, bf16, 64 rows x 128 new tokens, first call of a process): 78.8 ms/step with cuDNN,
+6.7 ms/step with these; 7.8 and 7.2 ms/step once cuDNN's plans exist."""
 
 
 class TokenSamples(NamedTuple):
@@ -66,6 +80,25 @@ def sample_tokens(
     Prompts are left-padded, shape (b, p). Temperature 0 is greedy. Stops when every row has
     produced EOS or after ``params.max_new_tokens`` tokens.
     """
+    with _decode_attention(prompt_ids.device):
+        return _sample_tokens(model, prompt_ids, prompt_mask, params, eos_id, pad_id, generator)
+
+
+def _decode_attention(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if device.type != "cuda" or DECODE_ATTENTION_BACKENDS is None:
+        return contextlib.nullcontext()
+    return sdpa_kernel(list(DECODE_ATTENTION_BACKENDS))
+
+
+def _sample_tokens(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    params: SamplingConfig,
+    eos_id: int,
+    pad_id: int,
+    generator: torch.Generator | None,
+) -> TokenSamples:
     batch_size = prompt_ids.shape[0]
     device = prompt_ids.device
     step = _Decoder(model, prompt_ids, prompt_mask)

@@ -70,6 +70,7 @@ TARGET_RATIO = 4.0
 """batched sampling must generate at least this many times the tokens/s of one-at-a-time sampling"""
 TOKEN_LOW, TOKEN_HIGH = 3, 259
 """random prompt and response ids are drawn from [TOKEN_LOW, TOKEN_HIGH): bytes, no special ids"""
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 NEVER_EOS = -1
 """an EOS id no sampled token can have: every row decodes exactly max_new_tokens tokens"""
 WARMUP_NEW_TOKENS = 4
@@ -83,6 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="presets (tiny, tiny-causal, t5-small-random), checkpoint directories or hub names",
     )  # fmt: skip
     parser.add_argument("--device", default="auto", help="auto (cuda when present, else cpu), cpu, cuda")
+    parser.add_argument(
+        "--dtype", default="float32", choices=sorted(DTYPES),
+        help="weights and activations; bfloat16 trains in pure bf16 (AdamW on bf16 weights)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--batch", type=int, default=32, help="prompts sampled together (and one by one)")
     parser.add_argument("--prompt-tokens", type=int, default=64, help="prompt length, sampling and training")
@@ -305,7 +310,7 @@ def measure_steps(
 
 def measure_model(name: str, device: torch.device, args: argparse.Namespace) -> ModelResult:
     started = time.perf_counter()
-    loaded = load_model(name, str(device), seed=args.seed)
+    loaded = load_model(name, str(device), DTYPES[args.dtype], seed=args.seed)
     load_s = time.perf_counter() - started
     model = loaded.model
     vocab = int(model.get_output_embeddings().weight.shape[0])
@@ -371,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = background_load()
     print(
         f"host: {host_description()}; torch {torch.__version__}, device {device} ({device_name}), "
-        f"{torch.get_num_threads()} torch threads; seed {args.seed}; "
+        f"{args.dtype}, {torch.get_num_threads()} torch threads; seed {args.seed}; "
         f"background load before start {100 * load_before:.0f}% of the host"
     )
     started = time.perf_counter()
@@ -392,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
                 "torch": torch.__version__,
                 "device": str(device),
                 "device_name": device_name,
+                "dtype": args.dtype,
                 "torch_threads": torch.get_num_threads(),
                 "seed": args.seed,
                 "target_ratio": TARGET_RATIO,
