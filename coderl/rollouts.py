@@ -23,7 +23,7 @@ import redis
 from . import streams
 from .wire import ExecutionReport, ExecutionRequest, SampledProgram
 
-__all__ = ["LEARNER_GROUP", "Delivery", "RolloutReader", "TrainStreams", "publish_rollouts"]
+__all__ = ["LEARNER_GROUP", "Delivery", "RolloutReader", "TrainStreams", "publish_rollouts", "queue_depths"]
 
 LEARNER_GROUP = "learner"
 
@@ -122,3 +122,17 @@ class RolloutReader:
     def pending(self) -> int:
         info = self.client.xpending(self.channel.results, LEARNER_GROUP)
         return int(info["pending"])
+
+
+def queue_depths(client: redis.Redis, channel: TrainStreams) -> dict[str, float]:
+    """The run's queues, as metrics: execution requests not yet taken by a worker and running in a
+    sandbox (the requests stream is shared by every client of the executor service), results the
+    learner has not read yet, and executor workers with a live heartbeat."""
+    stats = streams.queue_stats(client, channel.names)
+    _, results_unread = streams.group_backlog(client, channel.results, LEARNER_GROUP)
+    return {
+        "queue/requests_waiting": float(stats.lag),
+        "queue/requests_running": float(stats.pending),
+        "queue/results_unread": float(results_unread),
+        "queue/executor_workers": float(stats.workers),
+    }

@@ -133,16 +133,24 @@ def dead_letter(
     pipe.execute()
 
 
-def queue_stats(client: redis.Redis, names: StreamNames) -> QueueStats:
-    length = int(client.xlen(names.requests))
-    pending = lag = 0
+def group_backlog(client: redis.Redis, stream: str, group: str) -> tuple[int, int]:
+    """(pending, lag) of a consumer group: entries delivered but not acknowledged, and entries not
+    yet delivered to it. (0, 0) when the stream or group does not exist yet."""
+    length = int(client.xlen(stream))
     try:
-        for group in client.xinfo_groups(names.requests):
-            if group.get("name") in (names.group, names.group.encode()):
-                pending = int(group.get("pending") or 0)
-                lag = int(group.get("lag") or max(length - pending, 0))
+        for info in client.xinfo_groups(stream):
+            if info.get("name") in (group, group.encode()):
+                pending = int(info.get("pending") or 0)
+                lag = info.get("lag")  # None when Redis cannot tell (entries deleted mid-stream)
+                return pending, int(lag) if lag is not None else max(length - pending, 0)
     except redis.ResponseError:
         pass
+    return 0, 0
+
+
+def queue_stats(client: redis.Redis, names: StreamNames) -> QueueStats:
+    length = int(client.xlen(names.requests))
+    pending, lag = group_backlog(client, names.requests, names.group)
     workers = sum(1 for _ in client.scan_iter(match=names.worker("*"), count=1000))
     return QueueStats(length=length, pending=pending, lag=lag, workers=workers)
 

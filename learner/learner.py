@@ -53,6 +53,8 @@ class StepReport(WireMessage):
     train_s: float
     exec_busy_total_s: float = 0.0
     """sandbox seconds of every result read since the learner started (executors' busy time)"""
+    executions_total: int = 0
+    """results read since the learner started, greedy decodes included"""
 
 
 class Learner:
@@ -82,6 +84,7 @@ class Learner:
         self.ground_truth: list[SFTExample] = sft_examples(self.policy, self.sft_problems)
         self.rng = random.Random(config.seed)
         self.exec_busy_s = 0.0
+        self.executions_read = 0
         self.reader = RolloutReader(redis.Redis.from_url(redis_url, socket_timeout=60), channel)
         self.buffer = SampleBuffer(
             samples_per_group=config.sampler.sampling.n,
@@ -167,6 +170,7 @@ class Learner:
                     return batch, time.monotonic() - started
             for delivery in self.reader.read(count=256, block_ms=200):
                 self.exec_busy_s += delivery.report.exec_s
+                self.executions_read += 1
                 self.buffer.add(delivery)
             self.buffer.expire()
             if time.monotonic() - started > self.config.learner.wait_s:
@@ -217,6 +221,7 @@ class Learner:
             wait_s=wait_s,
             train_s=time.monotonic() - started,
             exec_busy_total_s=self.exec_busy_s,
+            executions_total=self.executions_read,
         )
 
     def _audit(self, batch: TrainBatch) -> None:
@@ -238,6 +243,10 @@ class Learner:
     def exec_busy_seconds(self) -> float:
         """Sandbox seconds of the results read so far (the driver derives executor idle time)."""
         return self.exec_busy_s
+
+    def executions(self) -> int:
+        """Results read so far, greedy decodes included (the driver derives executions/s)."""
+        return self.executions_read
 
     def counters(self) -> dict[str, float]:
         return {f"buffer/{k}": float(v) for k, v in self.buffer.counts.items()}

@@ -40,6 +40,8 @@ class PhaseClock:
     exec_busy_s: float = 0.0
     """sandbox seconds of the results the learner read during the phase"""
     broadcast_s: float = 0.0
+    executions: int = 0
+    """results the learner read during the phase, greedy decodes included"""
     rounds: int = 0
     samples: int = 0
     tokens: int = 0
@@ -50,6 +52,7 @@ class PhaseClock:
         rates = {
             "throughput/samples_per_s": self.samples / elapsed,
             "throughput/tokens_per_s": self.tokens / elapsed,
+            "throughput/executions_per_s": self.executions / elapsed,
             "idle/sampler": max(0.0, 1.0 - self.sampler_busy_s / (elapsed * num_samplers)),
             "idle/learner": max(0.0, 1.0 - self.learner_busy_s / elapsed),
         }
@@ -83,6 +86,7 @@ def run_updates(
     # phase after the first would admit rounds without bound (and drop them as stale).
     produced = settled = int(roles.call_learner("settled_samples"))
     exec_busy_at_start = float(roles.call_learner("exec_busy_seconds"))
+    executions_at_start = int(roles.call_learner("executions"))
     failures = 0
     idle = list(range(roles.num_samplers))
     positions: dict[int, SamplerState] = dict(enumerate(roles.sampler_states()))
@@ -124,6 +128,7 @@ def run_updates(
             clock.learner_busy_s += report.train_s
             clock.learner_wait_s += report.wait_s
             clock.exec_busy_s = report.exec_busy_total_s - exec_busy_at_start
+            clock.executions = report.executions_total - executions_at_start
             broadcast_s = 0.0
             if broadcast:
                 _, broadcast_s = roles.broadcast()

@@ -22,7 +22,7 @@ import redis
 from coderl import streams
 from coderl.config import dump_config
 from coderl.problems import Problem
-from coderl.rollouts import TrainStreams
+from coderl.rollouts import TrainStreams, queue_depths
 from executor.client import ClientConfig, RedisExecutionClient
 from executor.engine import ExecutionItem
 
@@ -123,11 +123,32 @@ class _Run:
     """The state of one run while it goes: roles, metrics, checkpoints, phases."""
 
     def __init__(
-        self, config: TrainConfig, roles: Roles, splits: ProblemSplits, state: RunState, redis_url: str
+        self,
+        config: TrainConfig,
+        roles: Roles,
+        splits: ProblemSplits,
+        state: RunState,
+        redis_url: str,
+        channel: TrainStreams,
     ):
         self.config, self.roles, self.splits, self.state = config, roles, splits, state
         self.redis_url = redis_url
+        self.channel = channel
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=10)
         self.metrics = MetricsSink(config.run_dir)
+        self._queue_metrics = True
+
+    def queue_depths(self) -> dict[str, float]:
+        """The run's Redis queues; a failed read is logged once and not tried again (metrics
+        never stop training)."""
+        if not self._queue_metrics:
+            return {}
+        try:
+            return queue_depths(self.client, self.channel)
+        except redis.RedisError as exc:
+            log.warning("queue depth metrics disabled: %s: %s", type(exc).__name__, exc)
+            self._queue_metrics = False
+            return {}
 
     @property
     def global_step(self) -> int:
@@ -197,6 +218,7 @@ class _Run:
             values = report.stats | clock.rates(self.roles.num_samplers, self._sandboxes())
             values |= {"sync/weight_broadcast_s": broadcast_s, "learner/wait_s": report.wait_s}
             values |= {"learner/train_s": report.train_s, "learner/policy_version": report.policy_version}
+            values |= self.queue_depths()
             self.metrics.write(
                 step,
                 {
@@ -243,7 +265,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             from actors.sampler import SamplerState
 
             roles.restore_samplers([SamplerState.model_validate(s) for s in state.samplers])
-        run = _Run(config, roles, splits, state, redis_url)
+        run = _Run(config, roles, splits, state, redis_url, channel)
         stack.callback(run.metrics.close)
         if not state.evaluations:
             run.evaluate("before")

@@ -44,6 +44,18 @@ def test_a_small_run_goes_through_every_phase(tmp_path: Path) -> None:
     rl_rows = [m for m in metrics if "loss/rl" in m]
     assert len(rl_rows) == 4 and all("loss/critic" in m and "exec/pass_rate" in m for m in rl_rows)
     assert any("eval/held_out_pass@1" in m for m in metrics)
+    # The monitoring the dashboard shows: throughput, queue depths, idle fractions per role.
+    for key in (
+        "throughput/samples_per_s", "throughput/executions_per_s", "queue/requests_waiting",
+        "queue/requests_running", "queue/results_unread", "queue/executor_workers",
+        "idle/sampler", "idle/learner", "idle/executor", "sync/weight_broadcast_s",
+    ):  # fmt: skip
+        assert all(key in m for m in rl_rows), key
+    # Synchronous: every published program (greedy decodes included) is executed and read before the
+    # next round, so the two rates agree.
+    for m in rl_rows:
+        assert m["throughput/executions_per_s"] == pytest.approx(m["throughput/samples_per_s"], rel=0.05)
+    assert all(m["queue/executor_workers"] >= 1 for m in rl_rows)
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
     assert (run_dir / "curves" / "loss.png").is_file()
 

@@ -10,7 +10,7 @@ import pytest
 from coderl import streams
 from coderl.execution import ExecutionResult, TestOutcome
 from coderl.outcomes import Verdict
-from coderl.rollouts import RolloutReader, TrainStreams, publish_rollouts
+from coderl.rollouts import RolloutReader, TrainStreams, publish_rollouts, queue_depths
 from coderl.wire import ExecutionReport, ExecutionRequest, SampledProgram
 
 pytestmark = pytest.mark.redis
@@ -82,3 +82,33 @@ def test_a_result_whose_rollout_expired_is_delivered_without_it(redis_server: An
     execute_all(redis_server, channel)
     (delivery,) = reader.read(count=5, block_ms=100)
     assert delivery.sample is None and delivery.report.sample_id == "p/v1/sample0"
+
+
+def test_queue_depths_follow_requests_and_results_through_the_run(redis_server: Any) -> None:
+    client = redis_server.client
+    channel = TrainStreams(streams.StreamNames(prefix="qd"), run_id="r3")
+    names = channel.names
+    assert queue_depths(client, channel) == {
+        "queue/requests_waiting": 0.0,
+        "queue/requests_running": 0.0,
+        "queue/results_unread": 0.0,
+        "queue/executor_workers": 0.0,
+    }
+    reader = RolloutReader(client, channel)
+    streams.ensure_group(client, names.requests, names.group)
+    publish_rollouts(client, channel, [rollout(i) for i in range(5)], ttl_s=600)
+    client.set(names.worker("w1"), "alive", ex=60)
+    assert queue_depths(client, channel)["queue/requests_waiting"] == 5
+    assert queue_depths(client, channel)["queue/executor_workers"] == 1
+
+    # A worker takes two requests into its sandboxes...
+    client.xreadgroup(names.group, "w1", {names.requests: ">"}, count=2)
+    depths = queue_depths(client, channel)
+    assert (depths["queue/requests_waiting"], depths["queue/requests_running"]) == (3, 2)
+    # ...all five are executed (results published), the learner reads and acknowledges three.
+    execute_all(redis_server, channel)
+    assert queue_depths(client, channel)["queue/results_unread"] == 5
+    read = reader.read(count=3, block_ms=100)
+    assert queue_depths(client, channel)["queue/results_unread"] == 2
+    reader.ack([(d.entry_id, d.report.sample_id) for d in read])
+    assert queue_depths(client, channel)["queue/results_unread"] == 2

@@ -16,6 +16,8 @@ from learner.roles import Handle, Roles
 from learner.train_config import TrainConfig
 
 BATCH = 32
+EXECUTIONS_BEFORE = 1000
+"""results the learner read before the phase (earlier phases)"""
 
 
 class FastSamplerRoles(Roles):
@@ -42,6 +44,8 @@ class FastSamplerRoles(Roles):
             return Handle("learner", payload=self.settled)
         if method == "exec_busy_seconds":
             return Handle("learner", payload=0.0)
+        if method == "executions":
+            return Handle("learner", payload=EXECUTIONS_BEFORE + self.consumed)
         return Handle("learner", payload=None)
 
     def wait(self, handles: Sequence[Handle], timeout_s: float | None) -> list[Handle]:
@@ -54,7 +58,13 @@ class FastSamplerRoles(Roles):
         assert self.produced - self.consumed >= BATCH, "the learner ran without a full batch"
         self.consumed += BATCH
         self.settled += BATCH
-        return SimpleNamespace(settled_total=self.settled, train_s=0.0, wait_s=0.0, exec_busy_total_s=0.0)
+        return SimpleNamespace(
+            settled_total=self.settled,
+            train_s=0.0,
+            wait_s=0.0,
+            exec_busy_total_s=0.0,
+            executions_total=EXECUTIONS_BEFORE + self.consumed,
+        )
 
     def broadcast(self) -> tuple[int, float]:
         return 0, 0.0
@@ -84,8 +94,16 @@ def test_samples_ahead_of_the_learner_stay_under_the_cap(settled_before: int, mo
     )
     roles = FastSamplerRoles(config, settled_before)
     updates: list[float] = []
-    run_updates(roles, "rl_update", 20, config, lambda r, b, c: updates.append(r.settled_total), True)
+    executions: list[int] = []
+
+    def on_update(report: Any, broadcast_s: float, clock: PhaseClock) -> None:
+        updates.append(report.settled_total)
+        executions.append(clock.executions)
+
+    run_updates(roles, "rl_update", 20, config, on_update, True)
     assert len(updates) == 20
+    # The phase counts its own executions, not the learner's total since it started.
+    assert executions == [BATCH * (i + 1) for i in range(20)]
     cap = 2 * BATCH if mode == "decoupled" else BATCH
     assert roles.max_outstanding <= cap + roles.per_round
     assert roles.produced <= 20 * BATCH + cap + roles.per_round
@@ -94,7 +112,9 @@ def test_samples_ahead_of_the_learner_stay_under_the_cap(settled_before: int, mo
 def test_idle_fractions_include_the_executors_when_their_slots_are_known() -> None:
     clock = PhaseClock(started=time.monotonic() - 10.0)
     clock.sampler_busy_s, clock.learner_busy_s, clock.exec_busy_s = 5.0, 2.5, 10.0
+    clock.executions = 250
     rates = clock.rates(num_samplers=1, sandboxes=4)
+    assert rates["throughput/executions_per_s"] == pytest.approx(25.0, rel=0.01)
     assert rates["idle/sampler"] == pytest.approx(0.5, abs=0.01)
     assert rates["idle/learner"] == pytest.approx(0.75, abs=0.01)
     assert rates["idle/executor"] == pytest.approx(0.75, abs=0.01)  # 10 busy of 40 slot-seconds
