@@ -35,7 +35,7 @@ from .roles import LocalRoles, Roles
 from .services import RunRedis
 from .train_config import TrainConfig
 
-__all__ = ["RunError", "TrainResult", "train"]
+__all__ = ["EVALUATIONS_FILE", "RunError", "TrainResult", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,18 @@ def evaluate(
     finally:
         client.close()
     passed = sum(r.passed for r in results)
-    return {"problems": len(chosen), "passed": passed, "pass@1": passed / max(1, len(chosen))}
+    verdicts = {s.task_id: r.verdict.value for s, r in zip(programs, results, strict=True)}
+    return {
+        "problems": len(chosen),
+        "passed": passed,
+        "pass@1": passed / max(1, len(chosen)),
+        "verdicts": verdicts,
+    }
+
+
+EVALUATIONS_FILE = "evaluations.jsonl"
+"""one line per held-out evaluation: when, policy_version, pass@1, passed, problems and the
+verdict of each problem's greedy program"""
 
 
 class _Run:
@@ -164,6 +175,10 @@ class _Run:
         result = evaluate(self.roles, self.splits.held_out, self.config, self.redis_url)
         # The learner's own version: a run may start from a checkpoint that has one already.
         result |= {"when": when, "policy_version": int(self.roles.call_learner("policy_version_now"))}
+        verdicts = result.pop("verdicts")
+        # Per-problem verdicts, for paired comparisons of runs on the same problems (bench/learning.py).
+        with (self.config.run_dir / EVALUATIONS_FILE).open("a") as out:
+            out.write(json.dumps(result | {"verdicts": verdicts}) + "\n")
         self.state.evaluations.append(result)
         self.metrics.write(self.global_step, {"eval/held_out_pass@1": result["pass@1"]})
         log.info(

@@ -10,7 +10,7 @@ from transformers import AutoModelForSeq2SeqLM
 
 from learner.checkpoint import latest_checkpoint
 from learner.metrics import read_metrics
-from learner.train import RunError, train
+from learner.train import EVALUATIONS_FILE, RunError, train
 
 from .conftest import audit_records, small_config
 
@@ -27,6 +27,12 @@ def test_a_small_run_goes_through_every_phase(tmp_path: Path) -> None:
     assert result.state.policy_version == 30 + 4
     assert [e["when"] for e in result.state.evaluations] == ["before", "after sft", "after rl"]
     assert all(0.0 <= e["pass@1"] <= 1.0 and e["problems"] == 6 for e in result.state.evaluations)
+    # evaluations.jsonl keeps each held-out problem's verdict, consistent with the pass count.
+    logged = [json.loads(line) for line in (run_dir / EVALUATIONS_FILE).read_text().splitlines()]
+    assert [e["when"] for e in logged] == ["before", "after sft", "after rl"]
+    for record in logged:
+        assert len(record["verdicts"]) == 6
+        assert record["passed"] == sum(v == "PASSED" for v in record["verdicts"].values())
 
     # Every update trained on whole groups of distinct samples, each at most once, none too stale.
     records = audit_records(run_dir)

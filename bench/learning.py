@@ -1,0 +1,179 @@
+"""Does RL beat SFT alone? The learning grid on the built-in suite, with paired significance tests.
+
+    python -m bench.learning                       # 3 seeds x (SFT, 3 arms), ~80 min on 2 CPUs
+    python -m bench.learning --seeds 0 --arms critic ce --set phases.rl_steps=40
+
+Per seed: one SFT run (``phases.sft_steps`` of the config, no critic or RL phase), then each arm
+from that SFT checkpoint through the critic and RL phases of the config, each arm changed only by
+its overrides (``ARMS``):
+
+- ``critic``: CodeRL as configured (critic-weighted policy gradient, plus cross-entropy on ground
+  truth at ``learner.loss.ce_weight``);
+- ``nocritic``: the same without critic weighting (``learner.loss.use_critic=false``);
+- ``ce``: the control, cross-entropy only for the same number of updates
+  (``learner.loss.rl_weight=0``): what continued supervised training alone gives;
+- ``pure``: RL without the cross-entropy term (``learner.loss.ce_weight=0``): what the reward
+  alone gives, with no ground truth in the RL phase.
+
+Every run is ``python -m learner`` (``coderl train``) in its own directory under ``--out``, seeded
+with the seed in every seed field. The held-out verdicts of each evaluation are in the run's
+``evaluations.jsonl``; pass@1 is greedy. The report gives pass@1 per seed and arm, then each arm
+against SFT alone (and the RL arms against the ``ce`` control) as a paired test pooled over seeds:
+wins (the arm passes a held-out problem the other fails), losses, and the exact two-sided sign
+test's p (``coderl/paired.py``). ``--reuse`` keeps finished runs, so an interrupted grid continues.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import time
+from typing import Any
+
+from bench.common import host_description, write_json
+from coderl.outcomes import Verdict
+from coderl.paired import PairedCounts, paired_counts
+from learner.checkpoint import latest_checkpoint
+from learner.train import EVALUATIONS_FILE
+
+REPO = Path(__file__).resolve().parent.parent
+ARMS: dict[str, list[str]] = {
+    "critic": [],
+    "nocritic": ["learner.loss.use_critic=false"],
+    "ce": ["learner.loss.rl_weight=0", "learner.loss.use_critic=false", "phases.critic_steps=0"],
+    "pure": ["learner.loss.ce_weight=0"],
+}
+SFT = "sft"
+RL_ARMS = ("critic", "nocritic", "pure")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--arms", nargs="+", default=["critic", "nocritic", "ce"], choices=sorted(ARMS))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench/learning"))
+    parser.add_argument("--config", type=Path, help="TrainConfig file every run starts from")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE",
+        help="overrides for every run, e.g. phases.rl_steps=60",
+    )  # fmt: skip
+    parser.add_argument("--reuse", action="store_true", help="keep runs that already finished")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    return parser.parse_args(argv)
+
+
+def seed_overrides(seed: int) -> list[str]:
+    return [
+        f"{key}={seed}" for key in ("seed", "policy.seed", "critic.seed", "sft.seed", "sampler.sampling.seed")
+    ]
+
+
+def final_evaluation(run_dir: Path) -> dict[str, Any] | None:
+    """The run's last evaluation record, or None if it never finished one."""
+    path = run_dir / EVALUATIONS_FILE
+    if not (run_dir / "run.json").is_file() or not path.is_file():
+        return None
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    finished = [r for r in records if r["when"] == "after rl"]
+    return finished[-1] if finished else None
+
+
+def run(name: str, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    run_dir = args.out / name
+    if args.reuse and (done := final_evaluation(run_dir)) is not None:
+        print(f"  {name}: reused ({done['pass@1']:.3f})", flush=True)
+        return done
+    shutil.rmtree(run_dir, ignore_errors=True)
+    command = [sys.executable, "-m", "learner", "--run-dir", str(run_dir)]
+    if args.config:
+        command += ["--config", str(args.config)]
+    command += ["--set", *args.set, *overrides]
+    started = time.monotonic()
+    log = args.out / f"{name}.log"
+    with log.open("w") as out:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        completed = subprocess.run(
+            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=args.timeout
+        )
+    done = final_evaluation(run_dir)
+    if completed.returncode != 0 or done is None:
+        raise SystemExit(f"{name}: the run failed (exit {completed.returncode}); see {log}")
+    print(f"  {name}: held-out pass@1 {done['pass@1']:.3f} in {time.monotonic() - started:.0f} s", flush=True)
+    return done
+
+
+def passes(evaluation: dict[str, Any]) -> dict[str, bool]:
+    return {task: verdict == Verdict.PASSED.value for task, verdict in evaluation["verdicts"].items()}
+
+
+def run_grid(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
+    results: dict[str, dict[int, dict[str, Any]]] = {SFT: {}, **{arm: {} for arm in args.arms}}
+    for seed in args.seeds:
+        seeded = seed_overrides(seed)
+        results[SFT][seed] = run(
+            f"{SFT}-{seed}", [*seeded, "phases.critic_steps=0", "phases.rl_steps=0"], args
+        )
+        checkpoint = latest_checkpoint(args.out / f"{SFT}-{seed}")
+        assert checkpoint is not None
+        start = [f"policy.model={(checkpoint / 'policy').resolve()}", "phases.sft_steps=0"]
+        for arm in args.arms:
+            results[arm][seed] = run(f"{arm}-{seed}", [*seeded, *start, *ARMS[arm]], args)
+    return results
+
+
+def compare(results: dict[str, dict[int, dict[str, Any]]], a: str, b: str) -> PairedCounts:
+    seeds = sorted(results[a])
+    return paired_counts((passes(results[a][s]), passes(results[b][s])) for s in seeds)
+
+
+def report(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
+    seeds = args.seeds
+    print(f"\nheld-out pass@1 (greedy), {len(next(iter(results[SFT].values()))['verdicts'])} problems")
+    print(f"  {'arm':<10}" + "".join(f"{'seed ' + str(s):>9}" for s in seeds) + f"{'mean':>9}")
+    for arm, by_seed in results.items():
+        values = [by_seed[s]["pass@1"] for s in seeds]
+        print(f"  {arm:<10}" + "".join(f"{v:>9.3f}" for v in values) + f"{sum(values) / len(values):>9.3f}")
+    pairs = [(SFT, arm) for arm in args.arms]
+    if "ce" in args.arms:
+        pairs += [("ce", arm) for arm in args.arms if arm in RL_ARMS]
+    print(f"\npaired over {len(seeds)} seeds (exact two-sided sign test on the discordant problems)")
+    print(f"  {'comparison':<22}{'pass@1':>16}{'wins':>7}{'losses':>8}{'p':>9}")
+    tests = []
+    for a, b in pairs:
+        c = compare(results, a, b)
+        print(
+            f"  {b + ' vs ' + a:<22}{c.a_passed / c.pairs:>7.3f} -> {c.b_passed / c.pairs:.3f}"
+            f"{c.wins:>7}{c.losses:>8}{c.p_value:>9.3g}"
+        )
+        tests.append({"a": a, "b": b, **vars(c), "p_value": c.p_value})
+    pass_at_1 = {arm: {str(s): by_seed[s]["pass@1"] for s in seeds} for arm, by_seed in results.items()}
+    return {
+        "host": host_description(),
+        "seeds": seeds,
+        "overrides": args.set,
+        "pass@1": pass_at_1,
+        "tests": tests,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    print(f"learning grid: seeds {args.seeds}, arms {args.arms}, runs in {args.out}; overrides {args.set}")
+    summary = report(run_grid(args), args)
+    write_json(args.out / "learning.json", summary)
+    print(f"wrote {args.out / 'learning.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
