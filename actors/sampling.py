@@ -80,25 +80,6 @@ def sample_tokens(
     Prompts are left-padded, shape (b, p). Temperature 0 is greedy. Stops when every row has
     produced EOS or after ``params.max_new_tokens`` tokens.
     """
-    with _decode_attention(prompt_ids.device):
-        return _sample_tokens(model, prompt_ids, prompt_mask, params, eos_id, pad_id, generator)
-
-
-def _decode_attention(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if device.type != "cuda" or DECODE_ATTENTION_BACKENDS is None:
-        return contextlib.nullcontext()
-    return sdpa_kernel(list(DECODE_ATTENTION_BACKENDS))
-
-
-def _sample_tokens(
-    model: PreTrainedModel,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    params: SamplingConfig,
-    eos_id: int,
-    pad_id: int,
-    generator: torch.Generator | None,
-) -> TokenSamples:
     batch_size = prompt_ids.shape[0]
     device = prompt_ids.device
     step = _Decoder(model, prompt_ids, prompt_mask)
@@ -133,6 +114,12 @@ def _sample_tokens(
     )
 
 
+def _decode_attention(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if device.type != "cuda" or DECODE_ATTENTION_BACKENDS is None:
+        return contextlib.nullcontext()
+    return sdpa_kernel(list(DECODE_ATTENTION_BACKENDS))
+
+
 class _Decoder:
     """Feeds one new token per call and returns the next-token logits, (b, vocab), using the cache."""
 
@@ -143,11 +130,18 @@ class _Decoder:
         self.past: Any = None
         self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
         if self.is_encoder_decoder:
-            self.encoded = model.get_encoder()(input_ids=prompt_ids, attention_mask=prompt_mask)
+            with _decode_attention(prompt_ids.device):
+                self.encoded = model.get_encoder()(input_ids=prompt_ids, attention_mask=prompt_mask)
             start = model.config.decoder_start_token_id
             self.start = torch.full((prompt_ids.shape[0],), int(start), device=prompt_ids.device)
 
     def __call__(self, token: torch.Tensor | None) -> torch.Tensor:
+        with _decode_attention(self.prompt_ids.device):
+            out = self._forward(token)
+        self.past = out.past_key_values
+        return out.logits[:, -1]
+
+    def _forward(self, token: torch.Tensor | None) -> Any:
         if self.is_encoder_decoder:
             out = self.model(
                 encoder_outputs=self.encoded,
@@ -172,5 +166,4 @@ class _Decoder:
                 past_key_values=self.past,
                 use_cache=True,
             )
-        self.past = out.past_key_values
-        return out.logits[:, -1]
+        return out

@@ -151,3 +151,15 @@ def test_bfloat16_policy_samples_and_trains_on_the_gpu(add_problems: list[Proble
     assert report.losses[-1] < report.losses[0]
     samples = policy.sample(add_problems, SamplingConfig(n=2, temperature=1.0, max_new_tokens=16, seed=0))
     assert len(samples) == 8 and all(len(s.logprobs) == len(s.token_ids) for s in samples)
+
+
+def test_bfloat16_decoding_stays_off_cudnn_attention(add_problems: list[Problem]) -> None:
+    """cuDNN attention builds a plan per (batch, cache length) shape: about 79 ms per decoding step
+    on a process's first bf16 decode on an H200, against 7 (actors/sampling.py)."""
+    policy = Policy.load(PolicyConfig(model="tiny", device="cuda", dtype="bfloat16", seed=3))
+    params = SamplingConfig(n=2, temperature=1.0, max_new_tokens=8, seed=0)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        policy.sample(add_problems, params)
+    ops = {event.key for event in profile.key_averages()}
+    assert "aten::scaled_dot_product_attention" in ops  # the model does use SDPA
+    assert not [op for op in ops if "cudnn_attention" in op]
