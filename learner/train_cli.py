@@ -12,12 +12,15 @@ Exit codes: 0 trained, 2 bad usage or configuration, 3 a service could not start
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from coderl.cli import CommandError
 from coderl.config import dump_config, load_config
+from coderl.paired import paired_counts
 
 from .train_config import TrainConfig
 
@@ -67,11 +70,27 @@ def format_evaluations(evaluations: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def format_rl_gain(records: list[dict[str, Any]]) -> str | None:
+    """The RL phase against its starting point ("after sft"), problem by problem, from the run's
+    evaluation records; None when there is no RL phase to compare."""
+    start = next((r for r in reversed(records) if r["when"] == "after sft"), None)
+    end = next((r for r in reversed(records) if r["when"] == "after rl"), None)
+    if start is None or end is None or start["policy_version"] == end["policy_version"]:
+        return None
+    passed = [{task: verdict == "PASSED" for task, verdict in r["verdicts"].items()} for r in (start, end)]
+    counts = paired_counts([(passed[0], passed[1])])
+    return (
+        f"  RL vs after sft: {counts.wins} held-out problems gained, {counts.losses} lost "
+        f"(exact sign test p = {counts.p_value:.3g})"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     config = _config(args)
     log.info("resolved training configuration:\n%s", dump_config(config))
 
-    from .train import RunError, train  # torch, transformers and ray load after the arguments are valid
+    # torch, transformers and ray load after the arguments are valid
+    from .train import EVALUATIONS_FILE, RunError, train
 
     try:
         result = train(config, resume=args.resume)
@@ -82,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(str(exc), exit_code=SERVICE_FAILED) from None
         raise
     sys.stdout.write(format_evaluations(result.state.evaluations) + "\n")
+    records_file = result.run_dir / EVALUATIONS_FILE
+    if records_file.is_file():
+        records = [json.loads(line) for line in records_file.read_text().splitlines() if line.strip()]
+        if (gain := format_rl_gain(records)) is not None:
+            sys.stdout.write(gain + "\n")
     sys.stdout.write(
         f"run directory: {result.run_dir} (metrics.jsonl, tensorboard/, curves/, checkpoints/)\n"
     )
