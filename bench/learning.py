@@ -1,7 +1,8 @@
 """Does RL beat SFT alone? The learning grid on the built-in suite, with paired significance tests.
 
     python -m bench.learning                       # 3 seeds x (SFT, 3 arms), ~80 min on 2 CPUs
-    python -m bench.learning --seeds 0 --arms critic ce --set phases.rl_steps=40
+    python -m bench.learning --arms rl-only rl-only-critic ce --set learner.batch_size=128 \
+        sampler.problems_per_round=32 phases.rl_steps=60 learner.loss.baseline=group_mean
 
 Per seed: one SFT run (``phases.sft_steps`` of the config, no critic or RL phase), then each arm
 from that SFT checkpoint through the critic and RL phases of the config, each arm changed only by
@@ -11,9 +12,10 @@ its overrides (``ARMS``):
   truth at ``learner.loss.ce_weight``);
 - ``nocritic``: the same without critic weighting (``learner.loss.use_critic=false``);
 - ``ce``: the control, cross-entropy only for the same number of updates
-  (``learner.loss.rl_weight=0``): what continued supervised training alone gives;
-- ``pure``: RL without the cross-entropy term (``learner.loss.ce_weight=0``): what the reward
-  alone gives, with no ground truth in the RL phase.
+  (``learner.loss.rl_weight=0 learner.loss.ce_weight=1``): what continued supervised training gives;
+- ``rl-only``: the reward alone, no ground truth in the RL phase and no critic
+  (``learner.loss.ce_weight=0 learner.loss.use_critic=false``, no critic pre-training);
+- ``rl-only-critic``: the same with critic weighting.
 
 Every run is ``python -m learner`` (``coderl train``) in its own directory under ``--out``, seeded
 with the seed in every seed field. The held-out verdicts of each evaluation are in the run's
@@ -49,11 +51,17 @@ REPO = Path(__file__).resolve().parent.parent
 ARMS: dict[str, list[str]] = {
     "critic": [],
     "nocritic": ["learner.loss.use_critic=false"],
-    "ce": ["learner.loss.rl_weight=0", "learner.loss.use_critic=false", "phases.critic_steps=0"],
-    "pure": ["learner.loss.ce_weight=0"],
+    "ce": [
+        "learner.loss.rl_weight=0",
+        "learner.loss.ce_weight=1",
+        "learner.loss.use_critic=false",
+        "phases.critic_steps=0",
+    ],
+    "rl-only": ["learner.loss.ce_weight=0", "learner.loss.use_critic=false", "phases.critic_steps=0"],
+    "rl-only-critic": ["learner.loss.ce_weight=0"],
 }
 SFT = "sft"
-RL_ARMS = ("critic", "nocritic", "pure")
+RL_ARMS = ("critic", "nocritic", "rl-only", "rl-only-critic")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
