@@ -282,6 +282,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
             roles.restore_samplers([SamplerState.model_validate(s) for s in state.samplers])
         run = _Run(config, roles, splits, state, redis_url, channel)
         stack.callback(run.metrics.close)
+        stack.callback(run.client.close)
         if not state.evaluations:
             run.evaluate("before")
         if state.phase == "sft":
