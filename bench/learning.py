@@ -34,7 +34,6 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -42,10 +41,9 @@ import time
 from typing import Any
 
 from bench.common import host_description, write_json
-from coderl.outcomes import Verdict
-from coderl.paired import PairedCounts, paired_counts
+from coderl.paired import PairedCounts, paired_counts, passed_by_task
 from learner.checkpoint import latest_checkpoint
-from learner.train import EVALUATIONS_FILE
+from learner.train import read_evaluations
 
 REPO = Path(__file__).resolve().parent.parent
 ARMS: dict[str, list[str]] = {
@@ -87,11 +85,9 @@ def seed_overrides(seed: int) -> list[str]:
 
 def final_evaluation(run_dir: Path) -> dict[str, Any] | None:
     """The run's last evaluation record, or None if it never finished one."""
-    path = run_dir / EVALUATIONS_FILE
-    if not (run_dir / "run.json").is_file() or not path.is_file():
+    if not (run_dir / "run.json").is_file():
         return None
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    finished = [r for r in records if r["when"] == "after rl"]
+    finished = [r for r in read_evaluations(run_dir) if r["when"] == "after rl"]
     return finished[-1] if finished else None
 
 
@@ -119,10 +115,6 @@ def run(name: str, overrides: list[str], args: argparse.Namespace) -> dict[str, 
     return done
 
 
-def passes(evaluation: dict[str, Any]) -> dict[str, bool]:
-    return {task: verdict == Verdict.PASSED.value for task, verdict in evaluation["verdicts"].items()}
-
-
 def run_grid(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
     results: dict[str, dict[int, dict[str, Any]]] = {SFT: {}, **{arm: {} for arm in args.arms}}
     for seed in args.seeds:
@@ -140,7 +132,9 @@ def run_grid(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
 
 def compare(results: dict[str, dict[int, dict[str, Any]]], a: str, b: str) -> PairedCounts:
     seeds = sorted(results[a])
-    return paired_counts((passes(results[a][s]), passes(results[b][s])) for s in seeds)
+    return paired_counts(
+        (passed_by_task(results[a][s]["verdicts"]), passed_by_task(results[b][s]["verdicts"])) for s in seeds
+    )
 
 
 def report(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:

@@ -13,7 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from math import comb
 
-__all__ = ["PairedCounts", "paired_counts", "sign_test_p"]
+from .outcomes import Verdict
+
+__all__ = ["PairedCounts", "paired_counts", "passed_by_task", "sign_test_p"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,11 @@ class PairedCounts:
     @property
     def p_value(self) -> float:
         return sign_test_p(self.wins, self.losses)
+
+
+def passed_by_task(verdicts: Mapping[str, str]) -> dict[str, bool]:
+    """task id -> passed, from an evaluation record's task id -> verdict name."""
+    return {task: verdict == Verdict.PASSED.value for task, verdict in verdicts.items()}
 
 
 def sign_test_p(wins: int, losses: int) -> float:

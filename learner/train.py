@@ -35,7 +35,7 @@ from .roles import LocalRoles, Roles
 from .services import RunRedis
 from .train_config import TrainConfig
 
-__all__ = ["EVALUATIONS_FILE", "RunError", "TrainResult", "train"]
+__all__ = ["EVALUATIONS_FILE", "RunError", "TrainResult", "read_evaluations", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,14 @@ def evaluate(
 EVALUATIONS_FILE = "evaluations.jsonl"
 """one line per held-out evaluation: when, policy_version, pass@1, passed, problems and the
 verdict of each problem's greedy program"""
+
+
+def read_evaluations(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's evaluation records, oldest first; none if it has not evaluated yet."""
+    path = run_dir / EVALUATIONS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 class _Run:

@@ -12,7 +12,6 @@ Exit codes: 0 trained, 2 bad usage or configuration, 3 a service could not start
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 from coderl.cli import CommandError
 from coderl.config import dump_config, load_config
-from coderl.paired import paired_counts
+from coderl.paired import paired_counts, passed_by_task
 
 from .train_config import TrainConfig
 
@@ -77,8 +76,7 @@ def format_rl_gain(records: list[dict[str, Any]]) -> str | None:
     end = next((r for r in reversed(records) if r["when"] == "after rl"), None)
     if start is None or end is None or start["policy_version"] == end["policy_version"]:
         return None
-    passed = [{task: verdict == "PASSED" for task, verdict in r["verdicts"].items()} for r in (start, end)]
-    counts = paired_counts([(passed[0], passed[1])])
+    counts = paired_counts([(passed_by_task(start["verdicts"]), passed_by_task(end["verdicts"]))])
     return (
         f"  RL vs after sft: {counts.wins} held-out problems gained, {counts.losses} lost "
         f"(exact sign test p = {counts.p_value:.3g})"
@@ -90,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     log.info("resolved training configuration:\n%s", dump_config(config))
 
     # torch, transformers and ray load after the arguments are valid
-    from .train import EVALUATIONS_FILE, RunError, train
+    from .train import RunError, read_evaluations, train
 
     try:
         result = train(config, resume=args.resume)
@@ -101,11 +99,8 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError(str(exc), exit_code=SERVICE_FAILED) from None
         raise
     sys.stdout.write(format_evaluations(result.state.evaluations) + "\n")
-    records_file = result.run_dir / EVALUATIONS_FILE
-    if records_file.is_file():
-        records = [json.loads(line) for line in records_file.read_text().splitlines() if line.strip()]
-        if (gain := format_rl_gain(records)) is not None:
-            sys.stdout.write(gain + "\n")
+    if (gain := format_rl_gain(read_evaluations(result.run_dir))) is not None:
+        sys.stdout.write(gain + "\n")
     sys.stdout.write(
         f"run directory: {result.run_dir} (metrics.jsonl, tensorboard/, curves/, checkpoints/)\n"
     )

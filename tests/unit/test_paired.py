@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coderl.paired import paired_counts, sign_test_p
+from coderl.paired import paired_counts, passed_by_task, sign_test_p
 
 
 @pytest.mark.parametrize(
@@ -40,3 +40,8 @@ def test_seeds_pool_into_one_count_of_discordant_problems() -> None:
 def test_runs_on_different_problems_are_refused() -> None:
     with pytest.raises(ValueError, match="different problems"):
         paired_counts([({"a": True}, {"b": True})])
+
+
+def test_only_the_passed_verdict_counts_as_passed() -> None:
+    verdicts = {"a": "PASSED", "b": "FAILED_TEST", "c": "TIMEOUT", "d": "SANDBOX_ERROR"}
+    assert passed_by_task(verdicts) == {"a": True, "b": False, "c": False, "d": False}
