@@ -129,7 +129,7 @@ def queue_depths(client: redis.Redis, channel: TrainStreams) -> dict[str, float]
     sandbox (the requests stream is shared by every client of the executor service), results the
     learner has not read yet, and executor workers with a live heartbeat."""
     stats = streams.queue_stats(client, channel.names)
-    _, results_unread = streams.group_backlog(client, channel.results, LEARNER_GROUP)
+    _, _, results_unread = streams.group_backlog(client, channel.results, LEARNER_GROUP)
     return {
         "queue/requests_waiting": float(stats.lag),
         "queue/requests_running": float(stats.pending),

@@ -133,24 +133,24 @@ def dead_letter(
     pipe.execute()
 
 
-def group_backlog(client: redis.Redis, stream: str, group: str) -> tuple[int, int]:
-    """(pending, lag) of a consumer group: entries delivered but not acknowledged, and entries not
-    yet delivered to it. (0, 0) when the stream or group does not exist yet."""
+def group_backlog(client: redis.Redis, stream: str, group: str) -> tuple[int, int, int]:
+    """(length, pending, lag) of a stream and one of its consumer groups: entries in the stream,
+    entries delivered to the group but not acknowledged, and entries not yet delivered to it.
+    Pending and lag are 0 when the group does not exist yet."""
     length = int(client.xlen(stream))
     try:
         for info in client.xinfo_groups(stream):
             if info.get("name") in (group, group.encode()):
                 pending = int(info.get("pending") or 0)
                 lag = info.get("lag")  # None when Redis cannot tell (entries deleted mid-stream)
-                return pending, int(lag) if lag is not None else max(length - pending, 0)
+                return length, pending, int(lag) if lag is not None else max(length - pending, 0)
     except redis.ResponseError:
         pass
-    return 0, 0
+    return length, 0, 0
 
 
 def queue_stats(client: redis.Redis, names: StreamNames) -> QueueStats:
-    length = int(client.xlen(names.requests))
-    pending, lag = group_backlog(client, names.requests, names.group)
+    length, pending, lag = group_backlog(client, names.requests, names.group)
     workers = sum(1 for _ in client.scan_iter(match=names.worker("*"), count=1000))
     return QueueStats(length=length, pending=pending, lag=lag, workers=workers)
 
