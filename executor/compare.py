@@ -13,27 +13,43 @@ Standard output, ``compare_stdout(actual, expected, options)``:
 
    - identical strings are equal; when ``options.case_sensitive`` is False, so are strings whose
      ``casefold()`` is identical;
-   - two integer tokens (``[+-]?[0-9]+``) are equal iff numerically equal, decided on the digit strings
-     (sign and leading zeros removed, ``-0`` is ``0``), so any length works;
-   - otherwise, when both are numeric tokens (``[+-]?`` then digits with an optional fraction and an
-     optional exponent, or ``inf``, ``infinity``, ``nan`` in any case), they are equal iff both are nan,
-     or ``math.isclose(a, b, rel_tol=options.float_rel_tol, abs_tol=options.float_abs_tol)``
-     (the same infinity is close; ``inf`` and ``-inf`` are not). A finite token too large for a float
-     is compared with ``decimal`` under the same tolerances;
+   - an integer token (``[+-]?[0-9]+``) expected: equal iff the actual token is an integer token of
+     the same value, decided on the digit strings (sign and leading zeros removed, ``-0`` is ``0``),
+     so any length works; a float-looking token (``1e9``, ``1000000000.0``) never equals an integer;
+   - a float token expected (``[+-]?`` then digits with an optional fraction and an optional
+     exponent, or ``inf``, ``infinity``, ``nan`` in any case, and not an integer token): equal iff the
+     actual token is numeric too and both are nan, or ``math.isclose(a, b,
+     rel_tol=options.float_rel_tol, abs_tol=options.float_abs_tol)`` (the same infinity is close;
+     ``inf`` and ``-inf`` are not). A finite token too large for a float is compared with ``decimal``
+     under the same tolerances. The tolerance exists only where the expected output has a float;
    - anything else is not equal.
 
    There is never prefix matching, set or multiset matching, or case folding unless the option asks.
 
-Call-based return values, ``compare_value(actual, expected, options)``: both sides are plain decoded
-data (None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset; exact types, any
-other type, subclasses included, is never equal). Deep, structural: list and tuple are both sequences
-and compare element-wise (a tuple equals a list); bool equals only bool (``True != 1``); int vs int is
-exact; int or float vs float uses the tolerance rule above (nan equals nan); complex only equals complex
-(real and imaginary parts by the float rule); str is exact (casefolded when not case sensitive);
-bytes exact; dict keys must be the same keys of the same types, then values compare by key; sets compare
-with their own set equality. Nesting deeper than ``MAX_DEPTH`` is not equal. APPS rule: when the values
-are not equal and ``expected`` is a one-element list, the result is that of ``actual`` against
-``expected[0]`` (one unwrapping only, as APPS does).
+Call-based return values, ``compare_value(actual, expected, options)``: ``actual`` is what
+``executor.plain.decode_untrusted`` made of the program's answer (sets and dicts as ``SetValue`` and
+``DictValue``, never hashed); ``expected`` is the problem's value (real Python data). Types: None,
+bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset; any other type is never
+equal. Deep, structural: list and tuple are both sequences and compare element-wise (a tuple equals
+a list); bool equals only bool (``True != 1``); an int expected is equal only to the same int, or to
+a float of exactly that value (``2.0`` for ``2``, as Python's ``==`` says; ``float(10**18)`` is not
+``10**18 + 1``), never within a tolerance; a float expected takes an int or float under the
+tolerance rule above (nan equals nan); complex only equals complex (real and imaginary parts by the
+float rule); str is exact (casefolded when not case sensitive); bytes exact. Set members and dict
+keys are compared by ``plain.canonical_key``: exact, types included (``1``, ``1.0`` and ``True`` are
+different keys), never casefolded; sets are equal iff they have the same members, dicts iff they
+have the same keys and equal values key by key. Nesting deeper than ``MAX_DEPTH`` is not equal.
+APPS rule: when the values are not equal and ``expected`` is a one-element list, the result is that
+of ``actual`` against ``expected[0]`` (one unwrapping only, as APPS does).
+
+Where ``options.case_sensitive`` comes from: it is True unless the problem says otherwise, either
+explicitly (the native format's ``compare.case_sensitive`` field) or, for APPS, in a sentence of the
+statement about the *output* (``coderl.problems.apps.statement_says_case_insensitive``): wording
+such as "You can print each letter in any case" or "... will be recognized as a positive answer".
+A sentence about the input ("the input letters may be in any case") never switches it off.
+
+Cost: linear in the size of both texts for standard output; for values, linear plus sorting the
+members of each set and the keys of each dict (no program-chosen value is ever hashed).
 
 Reasons are short (at most ``REASON_LIMIT`` characters) and never contain whole outputs.
 """
@@ -44,7 +60,11 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, localcontext
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
+
+from . import plain
+from .plain import DictValue, SetValue
 
 if TYPE_CHECKING:  # only its attributes are read, so the module stays standard library at run time
     from coderl.problems.model import CompareOptions
@@ -148,8 +168,8 @@ def _tokens_equal(actual: str, expected: str, options: CompareOptions) -> bool:
         return True
     if not options.case_sensitive and actual.casefold() == expected.casefold():
         return True
-    if _INT_RE.fullmatch(actual) and _INT_RE.fullmatch(expected):
-        return _normal_int(actual) == _normal_int(expected)
+    if _INT_RE.fullmatch(expected):
+        return _INT_RE.fullmatch(actual) is not None and _normal_int(actual) == _normal_int(expected)
     if _NUM_RE.fullmatch(actual) and _NUM_RE.fullmatch(expected):
         return _close(actual, expected, options)
     return False
@@ -188,6 +208,7 @@ def compare_stdout(actual: str, expected: str, options: CompareOptions) -> Compa
 
 _KINDS: dict[type, str] = {t: t.__name__ for t in (bool, int, float, complex, str, bytes, dict, set)}
 _KINDS |= {type(None): "None", bytearray: "bytes", frozenset: "set", list: "sequence", tuple: "sequence"}
+_KINDS |= {SetValue: "set", DictValue: "dict"}
 
 _Path = tuple["_Path", Any] | None
 _MISMATCH = "mismatch"
@@ -202,8 +223,8 @@ def _show_value(x: Any, limit: int = _TOKEN_LIMIT) -> str:
     if kind in ("None", "bool", "int", "float", "complex"):
         return truncate_for_message(repr(x), limit)
     if kind is not None:
-        return f"<{type(x).__name__} of {len(x)} items>"
-    return f"<{type(x).__name__}>"
+        return f"<{plain.type_label(x)} of {len(x)} items>"
+    return f"<{plain.type_label(x)}>"
 
 
 def _show_path(path: _Path) -> str:
@@ -231,11 +252,13 @@ def _node_problem(a: Any, e: Any, depth: int, path: _Path, stack: list[Any], opt
     """Why ``a`` differs from ``e`` at this node ("" if it may not), pushing children onto ``stack``."""
     ka, ke = _KINDS.get(type(a)), _KINDS.get(type(e))
     if ka is None or ke is None:
-        return f"unsupported type {type(a if ka is None else e).__name__}"
-    if {ka, ke} <= {"int", "float"} and "float" in (ka, ke):
+        return f"unsupported type {plain.type_label(a if ka is None else e)}"
+    if ke == "int" and ka == "float":
+        return "" if a == e else _MISMATCH  # exact: an integer answer has no tolerance
+    if ke == "float" and ka in ("int", "float"):
         return "" if _close(a, e, options) else _MISMATCH
     if ka != ke:
-        return f"expected {type(e).__name__}, got {type(a).__name__}"
+        return f"expected {plain.type_label(e)}, got {plain.type_label(a)}"
     if ka in ("sequence", "dict", "set") and depth >= MAX_DEPTH:
         return f"nesting deeper than {MAX_DEPTH} levels"
     if ka == "complex":
@@ -245,29 +268,46 @@ def _node_problem(a: Any, e: Any, depth: int, path: _Path, stack: list[Any], opt
         return "" if a.casefold() == e.casefold() else _MISMATCH
     if ka in ("None", "bool", "int", "str", "bytes"):
         return "" if a == e else _MISMATCH
-    if ka == "set":
-        try:
-            return "" if a == e else f"sets differ (expected {_count(len(e), 'item')}, got {len(a)})"
-        except RecursionError:
-            return "set elements nested too deeply"
     if ka == "sequence":
         if len(a) != len(e):
             return f"expected {_count(len(e), 'item')}, got {len(a)}"
         stack.extend((a[i], e[i], depth + 1, (path, i)) for i in reversed(range(len(e))))
         return ""
-    # dict: the same keys, each of the same type, then values by key
     try:
-        a_keys, e_keys = {(type(k), k) for k in a}, {(type(k), k) for k in e}
-        if a_keys != e_keys:
-            missing = [k for t, k in e_keys - a_keys][:1]
-            extra = [k for t, k in a_keys - e_keys][:1]
-            detail = (
-                f"missing key {_show_value(missing[0])}" if missing else f"extra key {_show_value(extra[0])}"
+        if ka == "set":
+            a_keys, e_keys = plain.unique_sorted_keys(a, depth), plain.unique_sorted_keys(e, depth)
+            return (
+                ""
+                if a_keys == e_keys
+                else f"sets differ (expected {_count(len(e_keys), 'item')}, got {len(a_keys)})"
             )
-            return f"dict keys differ: {detail}"
-    except RecursionError:
-        return "dict keys nested too deeply"
-    stack.extend((a[k], e[k], depth + 1, (path, k)) for k in reversed(list(e)))
+        return _dict_problem(a, e, depth, path, stack)
+    except plain.Unhashable as exc:
+        return str(exc)
+
+
+def _keyed(value: Any, depth: int) -> list[tuple[tuple[Any, ...], Any, Any]]:
+    """(canonical key, key, value) of a dict's entries, sorted by canonical key."""
+    entries = [(plain.canonical_key(k, depth), k, v) for k, v in plain.pairs(value)]
+    entries.sort(key=itemgetter(0))
+    return entries
+
+
+def _dict_problem(a: Any, e: Any, depth: int, path: _Path, stack: list[Any]) -> str:
+    """The same keys, compared exactly and with their types, then the values key by key."""
+    a_entries, e_entries = _keyed(a, depth), _keyed(e, depth)
+    for i in range(1, len(a_entries)):  # only a forged payload repeats a key
+        if a_entries[i][0] == a_entries[i - 1][0]:
+            return f"repeated key {_show_value(a_entries[i][1])}"
+    for i in range(max(len(a_entries), len(e_entries))):
+        if i >= len(e_entries) or (i < len(a_entries) and a_entries[i][0] < e_entries[i][0]):
+            return f"dict keys differ: extra key {_show_value(a_entries[i][1])}"
+        if i >= len(a_entries) or a_entries[i][0] != e_entries[i][0]:
+            return f"dict keys differ: missing key {_show_value(e_entries[i][1])}"
+    stack.extend(
+        (a_entry[2], e_entry[2], depth + 1, (path, e_entry[1]))
+        for a_entry, e_entry in reversed(list(zip(a_entries, e_entries, strict=True)))
+    )
     return ""
 
 

@@ -49,7 +49,8 @@ class LimitsConfig(BaseModel):
     memory_mb: int = Field(default=1024, ge=32)
     """address-space limit of the program's process (RLIMIT_AS)"""
     output_mb: float = Field(default=16.0, gt=0)
-    """stdout (and stderr) cap; beyond it the run is OUTPUT_LIMIT"""
+    """stdout cap, stderr cap, and the cap on a call's returned value as it travels (JSON, non-ASCII
+    characters \\u-escaped); beyond any of them the run is OUTPUT_LIMIT"""
     file_mb: int = Field(default=32, ge=1)
     """largest file the program may write"""
     open_files: int = Field(default=256, ge=16)

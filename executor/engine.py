@@ -12,15 +12,21 @@ from typing import Any
 
 from coderl.execution import ErrorInfo, ExecutionResult, TestOutcome
 from coderl.outcomes import Verdict, outcome_class, program_verdict
-from coderl.problems import Problem
+from coderl.problems import Problem, TestCase
 
 from .config import ExecutorConfig
 from .judge import Judgement, build_job, judge
-from .sandbox.connection import SandboxFault
+from .sandbox.connection import SandboxFault, SandboxUnavailable
 from .sandbox.pool import Sandbox, SandboxPool
 
 log = logging.getLogger(__name__)
 REPLY_SLACK_S = 15.0
+CONTROL_PROBLEM = Problem(
+    task_id="control",
+    statement="print the sum of two integers",
+    hidden_tests=[TestCase(kind="stdio", stdin="20 22\n", stdout="42\n")],
+)
+CONTROL_PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"
 
 
 @dataclass(frozen=True)
@@ -50,15 +56,17 @@ class Executor:
         self.pool.close()
 
     def execute(self, problem: Problem, program: str, which: str = "hidden") -> ExecutionResult:
-        """Run one program; SANDBOX_ERROR only if every attempt hit an infrastructure fault."""
+        """Run one program. A sandbox fault is retried on a fresh sandbox; when every attempt
+        faults with this program running while a control program runs fine, the fault is the
+        program's (RUNTIME_ERROR, scored); SANDBOX_ERROR only when the sandboxes themselves fail."""
         tests = problem.tests(which)
         started = time.monotonic()
-        last_fault = "no attempt made"
+        faults: list[SandboxFault] = []
         for attempt in range(1, self.config.max_attempts + 1):
             try:
                 result = self._run_tests(problem, program, tests)
             except SandboxFault as fault:
-                last_fault = str(fault)
+                faults.append(fault)
                 self.counters["sandbox_retries"] += 1
                 log.warning("sandbox fault on %s (attempt %d): %s", problem.task_id, attempt, fault)
                 continue
@@ -66,14 +74,52 @@ class Executor:
             result.run_time_s = round(time.monotonic() - started, 4)
             self.counters[result.verdict.value] += 1
             return result
-        self.counters[Verdict.SANDBOX_ERROR.value] += 1
+        result = self._unresolved(problem, len(tests), faults)
+        result.run_time_s = round(time.monotonic() - started, 4)
+        self.counters[result.verdict.value] += 1
+        return result
+
+    def _unresolved(self, problem: Problem, total: int, faults: list[SandboxFault]) -> ExecutionResult:
+        message = str(faults[-1]) if faults else "no attempt made"
+        attempts = self.config.max_attempts
+        program_ran = faults and not any(isinstance(f, SandboxUnavailable) for f in faults)
+        if program_ran and self._control_program_passes():
+            self.counters["sandbox_faults_scored"] += 1
+            log.warning(
+                "%s: the sandbox failed %d times running this program while a control program passed; "
+                "scored as a runtime error: %s",
+                problem.task_id,
+                attempts,
+                message,
+            )
+            error = ErrorInfo(
+                type="SandboxFault",
+                message=f"the sandbox failed {attempts} times while running this program: {message}"[:2000],
+            )
+            cls = outcome_class(Verdict.RUNTIME_ERROR)
+            return ExecutionResult(
+                verdict=Verdict.RUNTIME_ERROR,
+                reward=self.config.rewards.for_class(cls),
+                outcome_class=int(cls),
+                tests_total=total,
+                attempts=attempts,
+                error=error,
+            )
         return ExecutionResult(
             verdict=Verdict.SANDBOX_ERROR,
-            tests_total=len(tests),
-            attempts=self.config.max_attempts,
-            error=ErrorInfo(type="SandboxError", message=last_fault[:2000]),
-            run_time_s=round(time.monotonic() - started, 4),
+            tests_total=total,
+            attempts=attempts,
+            error=ErrorInfo(type="SandboxError", message=message[:2000]),
         )
+
+    def _control_program_passes(self) -> bool:
+        """Whether the sandboxes judge a known-correct program right now (an infrastructure
+        outage fails this too, and then no fault is blamed on a program)."""
+        try:
+            result = self._run_tests(CONTROL_PROBLEM, CONTROL_PROGRAM, CONTROL_PROBLEM.tests("hidden"))
+        except SandboxFault:
+            return False
+        return result.verdict == Verdict.PASSED
 
     def _run_tests(self, problem: Problem, program: str, tests: list[Any]) -> ExecutionResult:
         judgements: list[Judgement] = []

@@ -8,7 +8,11 @@ Precedence, first match wins:
     harness fault / unreadable report          -> SANDBOX_ERROR (retried, never scored)
     compile error before any code ran          -> COMPILE_ERROR
     output cap exceeded                        -> OUTPUT_LIMIT
-    CPU or wall limit (incl. SIGXCPU)          -> TIMEOUT
+    memory limit reached or OOM kill before a
+      CPU or wall-clock kill                   -> MEMORY_LIMIT
+    CPU or wall limit (incl. SIGXCPU), or the
+      job's CPU (every process of it) past the
+      limit even though it exited normally     -> TIMEOUT
     OOM kill or MemoryError                    -> MEMORY_LIMIT
     killed by a signal, non-zero exit, raised  -> RUNTIME_ERROR
     stdio: output differs (compare.py)         -> FAILED_TEST
@@ -31,6 +35,7 @@ from coderl.outcomes import Verdict
 from coderl.problems import CompareOptions, Problem, TestCase, TestKind
 from executor.harness import values
 
+from . import plain
 from .compare import compare_stdout, compare_value
 
 MESSAGE_LIMIT = 2000
@@ -145,25 +150,24 @@ def _limit_verdict(
     if killed_for == "output":
         cap = limits.get("output_bytes", 0)
         return _judgement(Verdict.OUTPUT_LIMIT, raw, "OutputLimit", f"output exceeded {cap} bytes")
+    if raw.get("oom_first"):  # out of memory first (then reclaim or thrashing used up the time)
+        return _memory_limit(raw, limits)
     cpu_limit = float(limits.get("cpu_s", 0) or 0)
-    over_cpu = cpu_limit > 0 and float(raw.get("cpu_s") or 0) >= cpu_limit
-    if (
-        killed_for in ("cpu", "wall")
-        or raw.get("signal") == signal.SIGXCPU
-        or (raw.get("signal") and over_cpu)
-    ):
+    cpu_s = float(raw.get("cpu_s") or 0)
+    over_cpu = cpu_limit > 0 and (cpu_s > cpu_limit or (bool(raw.get("signal")) and cpu_s >= cpu_limit))
+    if killed_for in ("cpu", "wall") or raw.get("signal") == signal.SIGXCPU or over_cpu:
         which = "wall-clock" if killed_for == "wall" else "CPU"
         limit_s = limits.get("wall_s") if killed_for == "wall" else cpu_limit
         return _judgement(Verdict.TIMEOUT, raw, "Timeout", f"{which} limit of {limit_s} s exceeded")
     raised = _first_event(raw, "exception", "raised") or record_event
     if raw.get("oom_killed") or (isinstance(raised, dict) and raised.get("type") == "MemoryError"):
-        return _judgement(
-            Verdict.MEMORY_LIMIT,
-            raw,
-            "MemoryLimit",
-            f"memory limit of {int(limits.get('memory_bytes', 0)) >> 20} MiB exceeded",
-        )
+        return _memory_limit(raw, limits)
     return None
+
+
+def _memory_limit(raw: dict[str, Any], limits: dict[str, Any]) -> Judgement:
+    limit_mb = int(limits.get("memory_bytes", 0)) >> 20
+    return _judgement(Verdict.MEMORY_LIMIT, raw, "MemoryLimit", f"memory limit of {limit_mb} MiB exceeded")
 
 
 def _runtime_error(raw: dict[str, Any], event: dict[str, Any] | None) -> Judgement:
@@ -224,10 +228,10 @@ def _judge_call(raw: dict[str, Any], test: TestCase, options: CompareOptions) ->
             return _judgement(Verdict.FAILED_TEST, raw, "NoAnswer", "the program exited instead of returning")
         return _judgement(Verdict.RUNTIME_ERROR, raw, "SystemExit", f"exit code {event.get('code')}")
     try:
-        actual = values.decode(event.get("value"))
-    except (ValueError, TypeError, RecursionError) as exc:
+        actual = plain.decode_untrusted(event.get("value"))
+    except (ValueError, TypeError) as exc:
         return _judgement(Verdict.FAILED_TEST, raw, "WrongAnswer", f"unreadable return value: {exc}")
-    if isinstance(actual, values.Unsupported):
+    if isinstance(actual, plain.Unsupported):
         return _judgement(
             Verdict.FAILED_TEST, raw, "WrongAnswer", f"returned a {actual.type_name}, not plain data"
         )

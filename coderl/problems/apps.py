@@ -24,20 +24,37 @@ from coderl.problems.native import json_type
 
 log = logging.getLogger(__name__)
 
-_CASE_INSENSITIVE = re.compile(
+_CASE_FREE = re.compile(
     r"\b(?:letters?|characters?|answers?|strings?|words?|output|yes|no)\b[^.\n]{0,80}?"
     r"\bin (?:any|arbitrary) (?:case|register)\b"
-    r"|\bcase[- ]insensitive\b"
-    r"|\bcase (?:of (?:the )?(?:letters?|characters?|output) )?(?:does not|doesn't|do not|don't) matter\b"
-    r"|\brecogni[sz]ed as (?:a )?(?:positive|negative) (?:answer|response)\b",
+    r"|\bcase[- ]insensitive"
+    r"|\bcase (?:of (?:the )?(?:letters?|characters?|output) )?(?:does not|doesn't|do not|don't) matter\b",
     re.IGNORECASE,
 )
+_ABOUT_OUTPUT = re.compile(r"\b(?:print\w*|output\w*|answers?|responses?|checker|judged?)\b", re.IGNORECASE)
+_ABOUT_INPUT = re.compile(r"\b(?:input\w*|given|read)\b", re.IGNORECASE)
+_YES_NO_RULE = re.compile(
+    r"\brecogni[sz]ed as (?:a )?(?:positive|negative) (?:answer|response)\b", re.IGNORECASE
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
 def statement_says_case_insensitive(statement: str) -> bool:
-    """True when the statement says the output's letter case does not matter (as Codeforces'
-    "You can print each letter in any case" does); the problem then compares case-insensitively."""
-    return _CASE_INSENSITIVE.search(statement) is not None
+    """True when a sentence of the statement says the *output*'s letter case does not matter, as
+    Codeforces' "You can print each letter in any case" or "... will be recognized as positive
+    answer" do; the problem then compares case-insensitively. A sentence about the input ("the
+    input letters may be in any case") or with no word about the output never counts
+    (executor/compare.py documents the rule)."""
+    for sentence in _SENTENCE_END.split(statement):
+        if _YES_NO_RULE.search(sentence):
+            return True
+        if (
+            _CASE_FREE.search(sentence)
+            and _ABOUT_OUTPUT.search(sentence)
+            and not _ABOUT_INPUT.search(sentence)
+        ):
+            return True
+    return False
 
 
 def _read_text(file: Path, task_id: str) -> str:

@@ -22,7 +22,7 @@ import traceback
 import types
 from typing import Any, NoReturn
 
-from . import values, wire
+from . import privileges, values, wire
 
 CONTROL_FD = 3
 MAX_MESSAGE = 4000
@@ -31,10 +31,12 @@ _BUILTIN_EXCEPTIONS = {
 }
 
 
-def start(limits: dict[str, Any], fds: list[int], workdir: str) -> NoReturn:
+def start(limits: dict[str, Any], fds: list[int], workdir: str, separated: bool) -> NoReturn:
     """Entry point in the freshly forked child. Never returns."""
     code = 70
     try:
+        if separated:
+            privileges.become_program()
         _isolate(limits, fds, workdir)
         code = _run(wire.read_frame(CONTROL_FD) or {})
     except BaseException:
@@ -194,16 +196,13 @@ def _run(job: dict[str, Any]) -> int:
 
 
 def _namespace_summary(namespace: dict[str, Any]) -> dict[str, Any]:
-    callables, plain = [], {}
+    """The names the tests may use: functions (called through the channel) and values (fetched
+    only if a test reads them, so a huge or unencodable module-level table costs nothing)."""
+    callables, plain = [], []
     for name, value in list(namespace.items()):
-        if name.startswith("__"):
+        if name.startswith("__") or isinstance(value, types.ModuleType):
             continue
-        if callable(value) and not isinstance(value, types.ModuleType):
-            callables.append(name)
-            continue
-        encoded = values.encode(value) if type(value) in (int, float, str, bool, list, tuple, dict) else None
-        if encoded is not None:
-            plain[name] = encoded
+        (callables if callable(value) else plain).append(name)
     return {"callables": callables, "values": plain}
 
 
@@ -223,10 +222,13 @@ def _serve(namespace: dict[str, Any]) -> int:
         if request is None:
             return 0
         try:
-            target = _resolve(namespace, str(request.get("name")))
-            args = values.decode(request.get("args", []))
-            kwargs = values.decode(request.get("kwargs", {"$dict": []}))
-            result = target(*args, **kwargs)
+            if request.get("op") == "get":
+                result = _value(namespace, str(request.get("name")))
+            else:
+                target = _resolve(namespace, str(request.get("name")))
+                args = values.decode(request.get("args", []))
+                kwargs = values.decode(request.get("kwargs", {"$dict": []}))
+                result = target(*args, **kwargs)
         except SystemExit as exc:
             code = _exit_code(exc)
             _flush_std_streams()
@@ -241,3 +243,9 @@ def _serve(namespace: dict[str, Any]) -> int:
             encoded = {"$unsupported": f"value ({exc})"[:100]}
         _flush_std_streams()
         send({"event": "returned", "value": encoded})
+
+
+def _value(namespace: dict[str, Any], name: str) -> Any:
+    if name.startswith("__") or name not in namespace:
+        raise NameError(f"name {name!r} is not defined")
+    return namespace[name]

@@ -1,13 +1,19 @@
 """The assert-test runner: runs MBPP/HumanEval-style test code in its own process and reaches
-the candidate only through calls over the control socket.
+the candidate only through calls over the candidate's control socket.
 
-Guarantees: test code, its expected values and its builtins live in this process, which the
-candidate cannot read (non-dumpable, separate address space) or patch; every value coming back
-from the candidate is plain data decoded by values.decode, so a forged ``__eq__``, shadowed
-builtins, patched modules or frame walking in the candidate cannot make an assert pass. The
-verdict record goes to a pipe the candidate does not hold. Not guaranteed: test code that needs
-candidate objects other than functions and plain data (classes, instances) gets a NameError or an
-opaque value and fails.
+It is long-lived: the server forks it once and hands it one job at a time (test code plus the
+candidate's channel, passed as a file descriptor); the server replaces it after a job it did not
+finish cleanly, and every ``MAX_JOBS`` jobs.
+
+Guarantees: test code, its expected values and its builtins live in this process, which runs
+under the harness's uid with no capability, non-dumpable, so the candidate (another uid) can
+neither read, patch, signal nor prlimit it; every value coming back from the candidate is plain
+data decoded by values.decode, so a forged ``__eq__``, shadowed builtins, patched modules or frame
+walking in the candidate cannot make an assert pass. Each job's tests run in a fresh namespace;
+the verdict record goes back to the server on a socket the candidate does not hold. Not
+guaranteed: test code that needs candidate objects other than functions and plain data (classes,
+instances) gets a NameError or an opaque value and fails; test code itself is trusted (a test that
+changes interpreter-wide state would see it in later jobs of the same runner).
 """
 
 from __future__ import annotations
@@ -15,13 +21,15 @@ from __future__ import annotations
 import builtins
 import os
 import resource
+import socket
 import traceback
 from typing import Any, NoReturn
 
-from . import sysutil, values, wire
+from . import privileges, sysutil, values, wire
 from .candidate import register_source, user_traceback
 
 MAX_MESSAGE = 2000
+MAX_JOBS = 500
 
 
 class CandidateError(Exception):
@@ -64,10 +72,14 @@ class Channel:
         encoded_args, encoded_kwargs = values.encode(list(args)), values.encode(kwargs)
         if "$unsupported" in repr(encoded_args) + repr(encoded_kwargs):
             raise TypeError(f"test passes a non-data argument to {name}(); only plain data can cross")
+        return self._request({"op": "call", "name": name, "args": encoded_args, "kwargs": encoded_kwargs})
+
+    def get(self, name: str) -> Any:
+        return self._request({"op": "get", "name": name})
+
+    def _request(self, message: dict[str, Any]) -> Any:
         try:
-            wire.write_frame(
-                self.fd, {"op": "call", "name": name, "args": encoded_args, "kwargs": encoded_kwargs}
-            )
+            wire.write_frame(self.fd, message)
         except OSError:
             raise CandidateGone(None) from None
         event = self.receive()
@@ -93,55 +105,84 @@ class Channel:
         return CandidateError(f"{event.get('type')}: {message}")
 
 
-def _record(fd: int, outcome: str, **details: Any) -> None:
-    wire.write_frame(fd, {"outcome": outcome, **details})
+class TestNamespace(dict):  # type: ignore[type-arg]
+    """Globals of the test code: the program's functions as proxies, its other module-level
+    values fetched from it the first time a test reads them."""
+
+    def __init__(self, channel: Channel, lazy: set[str]) -> None:
+        super().__init__(__name__="__tests__", __builtins__=builtins)
+        self._channel, self._lazy = channel, lazy
+
+    def __missing__(self, name: str) -> Any:
+        if name not in self._lazy:
+            raise KeyError(name)
+        self._lazy.discard(name)
+        value = self._channel.get(name)
+        self[name] = value
+        return value
 
 
-def main(
-    control_fd: int,
-    result_fd: int,
-    setup_code: str,
-    test_code: str,
-    entry_point: str | None,
-    memory_bytes: int,
-) -> NoReturn:
+def serve(job_fd: int) -> NoReturn:
+    """The runner process: one job per frame on ``job_fd`` (its candidate channel arrives as a
+    passed descriptor), one record frame back per job; exits when the server closes the socket."""
     sysutil.make_non_dumpable()
-    if memory_bytes > 0:  # values decoded from the program are bounded by its own limit, twice over
-        resource.setrlimit(resource.RLIMIT_AS, (2 * memory_bytes, 2 * memory_bytes))
-    code = 0
-    try:
-        _run(Channel(control_fd), result_fd, setup_code, test_code, entry_point)
-    except BaseException:
-        code = 70
+    sysutil.ignore_harness_signals()
+    privileges.drop_all()
+    sock = socket.socket(fileno=job_fd)
+    while True:  # the server replaces it every MAX_JOBS jobs
+        job, channel_fd = _receive_job(sock)
+        if job is None or channel_fd is None:
+            break
         try:
-            _record(result_fd, "harness_error", message=traceback.format_exc()[-MAX_MESSAGE:])
-        except OSError:
-            pass
-    os._exit(code)
+            record = run_job(job, channel_fd)
+        finally:
+            os.close(channel_fd)
+        record["seq"] = job.get("seq")
+        sock.sendall(wire.encode_frame(record))
+    os._exit(0)
 
 
-def _run(channel: Channel, result_fd: int, setup_code: str, test_code: str, entry_point: str | None) -> None:
+def _receive_job(sock: socket.socket) -> tuple[dict[str, Any] | None, int | None]:
+    data, fds, _, _ = socket.recv_fds(sock, wire.HEADER.size, 1)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, None
+    frame = wire.read_frame_after(sock.fileno(), data)
+    return frame, (fds[0] if fds else None)
+
+
+def run_job(job: dict[str, Any], channel_fd: int) -> dict[str, Any]:
+    """Run one job's tests against the candidate on ``channel_fd``; the verdict record."""
+    memory = int(job.get("memory_bytes") or 0)
+    if memory > 0:  # values decoded from the program are bounded by its own limit, twice over
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        soft = 2 * memory if hard == resource.RLIM_INFINITY else min(2 * memory, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    try:
+        return _run(
+            Channel(channel_fd),
+            str(job.get("setup_code", "")),
+            str(job.get("test_code", "")),
+            job.get("entry_point") if isinstance(job.get("entry_point"), str) else None,
+        )
+    except BaseException:
+        return {"outcome": "harness_error", "message": traceback.format_exc()[-MAX_MESSAGE:]}
+
+
+def _run(channel: Channel, setup_code: str, test_code: str, entry_point: str | None) -> dict[str, Any]:
     first = channel.receive()
     kind = (first or {}).get("event")
     if kind != "ready":
         outcome = {"compile_error": "compile_error", "exception": "candidate_raised"}.get(
             str(kind), "candidate_gone"
         )
-        _record(result_fd, outcome, event=_trim(first))
-        return
-    names, plain = first.get("callables"), first.get("values")
-    if not isinstance(names, list) or not isinstance(plain, dict):
-        _record(
-            result_fd, "candidate_gone", event={"type": "ProtocolViolation", "message": "bad ready frame"}
-        )
-        return
-    namespace: dict[str, Any] = {"__name__": "__tests__", "__builtins__": builtins}
-    for name, encoded in plain.items():
-        if _visible(name, entry_point):
-            try:
-                namespace[name] = values.decode(encoded)
-            except (ValueError, TypeError, RecursionError):
-                continue
+        return {"outcome": outcome, "event": _trim(first)}
+    names, lazy = first.get("callables"), first.get("values")
+    if not isinstance(names, list) or not isinstance(lazy, list):
+        bad = {"type": "ProtocolViolation", "message": "bad ready frame"}
+        return {"outcome": "candidate_gone", "event": bad}
+    namespace = TestNamespace(channel, {name for name in lazy if _visible(name, entry_point)})
     for name in names:
         if _visible(name, entry_point):
             namespace[name] = CandidateProxy(channel, name)
@@ -151,17 +192,22 @@ def _run(channel: Channel, result_fd: int, setup_code: str, test_code: str, entr
         exec(compile(setup_code, "<test setup>", "exec"), namespace)
         exec(compile(test_code, "<tests>", "exec"), namespace)
     except CandidateGone as gone:
-        _record(result_fd, "candidate_gone", event=_trim(gone.event))
+        return {"outcome": "candidate_gone", "event": _trim(gone.event)}
     except BaseException as exc:
         raised = channel.raised.get(id(exc))
         if raised is not None:  # the program's own exception, with its own traceback
-            _record(result_fd, "candidate_raised", event=_trim(raised))
-        else:
-            detail = {"type": type(exc).__name__, "message": str(exc)[:MAX_MESSAGE]}
-            detail["traceback"] = user_traceback(exc)[-MAX_MESSAGE:]
-            _record(result_fd, "failed", event=detail)
-    else:
-        _record(result_fd, "passed")
+            return {"outcome": "candidate_raised", "event": _trim(raised)}
+        detail = {"type": type(exc).__name__, "message": _safe_str(exc)[:MAX_MESSAGE]}
+        detail["traceback"] = user_traceback(exc)[-MAX_MESSAGE:]
+        return {"outcome": "failed", "event": detail}
+    return {"outcome": "passed"}
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except BaseException:
+        return "<unprintable>"
 
 
 BUILTIN_NAMES = frozenset(dir(builtins))

@@ -1,23 +1,31 @@
 """The sandbox server: PID 1 of a hardened container, one job at a time.
 
-What it guarantees, given the container flags set by executor/sandbox/docker_pool.py (no
-network, read-only root, tmpfs /tmp, all capabilities dropped, no-new-privileges, non-root
-user, pids/memory/CPU limits, nothing mounted from the host):
-  - every program runs in a fresh process forked from a zygote that never saw job data, in a
-    fresh working directory, under RLIMIT_CPU/AS/FSIZE/NOFILE, with stdin closed at EOF;
-  - wall-clock and CPU limits are enforced from this process (outside the program) by SIGKILL,
-    and output is read concurrently and capped;
-  - after each job every other process in the container except the zygote is killed (setsid
-    daemons included: as PID 1 it sees the whole PID namespace), /tmp, /dev/shm and /dev/mqueue
-    are emptied and checked, and anything left over is reported as contamination so the host
-    recycles the container;
-  - it is PID 1 (immune to SIGKILL from inside the container) and non-dumpable (the program,
-    which has the same UID, cannot ptrace it or read its memory or file descriptors); expected
-    outputs never enter the container, results are judged on the host.
+What it guarantees, given the container flags set by executor/sandbox/connection.py (no
+network, read-only root, tmpfs /tmp, started as root with only CAP_KILL/SETUID/SETGID,
+no-new-privileges, the project's seccomp profile, pids/memory/CPU limits, nothing mounted from
+the host):
+  - programs run under another uid than every harness process and hold no capability
+    (privileges.py): they cannot signal, trace or prlimit the server, the zygote or the test
+    runner, nor read their memory or /proc entries;
+  - every program runs in a fresh process forked from a zygote that never saw job data, in an
+    emptied working directory, under RLIMIT_CPU/AS/FSIZE/NOFILE, with stdin closed at EOF;
+  - wall-clock and CPU limits are enforced from this process (outside the program) by SIGKILL;
+    the CPU limit counts every process of the job, children and daemons included (the container
+    cgroup's CPU counter minus the harness's own), and output is read concurrently and capped,
+    control messages included, in the bytes they take in the reply;
+  - after each job every process of the container but the harness's is killed, whatever its
+    state (setsid daemons, thread groups whose leader is a zombie), until the kernel's own task
+    counter for the container (pids.current) equals the harness's tasks; /tmp, /dev/shm,
+    /dev/mqueue and System V IPC are checked and emptied; anything left over, or any change to the
+    harness processes' limits, priorities, scheduling or affinity, is reported as contamination
+    so the host replaces the container;
+  - it is PID 1 (immune to SIGKILL from inside the container), ignores SIGINT, and is
+    non-dumpable; expected outputs never enter the container, results are judged on the host.
 What it does not guarantee: protection against kernel exploits (the container boundary is the
 kernel's), or timing isolation from other containers on the host. Outside a container (the
-opt-in process backend) it cannot kill daemons that leave the session and shares the host's
-filesystem and network: that backend is weaker and says so.
+opt-in process backend) programs share the harness's uid, CPU is counted per process, daemons
+that leave the session survive, and the host's filesystem and network are shared: that backend
+is weaker and says so.
 """
 
 from __future__ import annotations
@@ -25,29 +33,45 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import sys
 import time
 from typing import Any
 
-from . import runner, sysutil, wire, zygote
+from . import cleanup, privileges, runner, sysutil, wire, zygote
 from .job import Job
 
-SCRUB_DIRS = ("/tmp", "/dev/shm", "/dev/mqueue")
 ZYGOTE_TIMEOUT_S = 20.0
+RUNNER_ANSWER_S = 0.2
+JANITOR_TIMEOUT_S = 5.0
 
 
 class Server:
     def __init__(self, contained: bool, workroot: str, with_numpy: bool) -> None:
-        self.contained, self.workroot, self.with_numpy = contained, workroot, with_numpy
+        self.contained, self.with_numpy = contained, with_numpy
+        self.separated = privileges.become_harness() if contained else False
         self.non_dumpable = sysutil.make_non_dumpable()
         sysutil.make_subreaper()  # outside a container, orphans must come to us, not the host's init
+        sysutil.ignore_harness_signals()
+        owner = privileges.PROGRAM_UID if self.separated else os.getuid()
+        self.layout = cleanup.Layout.for_sandbox(contained, workroot, owner)
         self.statuses: dict[int, tuple[int, float, int]] = {}
         self.jobs_run = 0
+        self.tasks = sysutil.cgroup_tasks() if contained else None
         self._start_zygote()
+        if self.separated:
+            privileges.set_capabilities(privileges.SERVER_CAPS)
+        self.meter = sysutil.JobCpu(self.zygote_pid, contained)
+        self.runner_pid: int | None = None
+        self._start_runner()
+        problems = self._scrub() or cleanup.leftovers(self.layout)
+        if problems:
+            raise RuntimeError(f"the sandbox is not clean at start: {problems}")
+        self.expected_tasks = sysutil.task_count(self.harness_pids())
+        self.fingerprints = {p: sysutil.fingerprint(p) for p in (os.getpid(), self.zygote_pid)}
 
+    # --- the zygote -------------------------------------------------------------------------
     def _start_zygote(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
@@ -55,21 +79,50 @@ class Server:
             ours.close()
             _detach_from_host_channel()
             os.closerange(3, theirs.fileno())
-            zygote.main(theirs, self.with_numpy)
+            zygote.main(theirs, self.with_numpy, self.separated, self.layout)
         theirs.close()
         self.zygote_sock, self.zygote_pid, self.zygote_gone = ours, pid, False
         if self._zygote_message().get("ready") is not True:  # preloaded, so jobs are timed fairly
             raise RuntimeError("zygote did not start")
-        # What a program could change in the harness's processes (same UID): checked after each job.
-        self.fingerprints = {p: sysutil.fingerprint(p) for p in (os.getpid(), self.zygote_pid)}
 
     def _zygote_message(self) -> dict[str, Any]:
-        """The zygote's next message; {} if it closed; RuntimeError if it does not answer in time
-        (a program may have stopped it: the host then recycles this container)."""
+        """The zygote's next message; {} if it closed; RuntimeError if it does not answer in time."""
         readable, _, _ = select.select([self.zygote_sock], [], [], ZYGOTE_TIMEOUT_S)
         if not readable:
             raise RuntimeError(f"zygote did not answer within {ZYGOTE_TIMEOUT_S} s")
         return json.loads(self.zygote_sock.recv(1 << 16) or b"{}")
+
+    def _record_exit(self, message: dict[str, Any]) -> None:
+        if "exited" in message:
+            self.statuses[int(message["exited"])] = (
+                message["status"],
+                message["cpu_s"],
+                message["max_rss_kb"],
+            )
+
+    def poll_zygote(self) -> None:
+        while True:
+            try:
+                data = self.zygote_sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.zygote_gone = True
+                return
+            if not data:
+                self.zygote_gone = True
+                return
+            self._record_exit(json.loads(data))
+
+    def _zygote_child(self, request: dict[str, Any], fds: list[int]) -> int:
+        socket.send_fds(self.zygote_sock, [json.dumps(request).encode()], fds)
+        while True:
+            message = self._zygote_message()
+            if "pid" in message:
+                return int(message["pid"])
+            if not message:
+                raise RuntimeError("zygote is gone")
+            self._record_exit(message)
 
     def zygote_stopped(self) -> bool:
         fields = sysutil.proc_stat(self.zygote_pid)
@@ -87,6 +140,73 @@ class Server:
         fields = sysutil.proc_stat(self.zygote_pid)
         return not self.zygote_gone and fields is not None and fields[0] not in ("Z", "X", "T", "t")
 
+    # --- the test runner ----------------------------------------------------------------------
+    def _start_runner(self) -> None:
+        ours, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # the child must never return into the server's code: it always _exits
+            try:
+                ours.close()
+                _detach_from_host_channel()
+                os.closerange(3, theirs.fileno())
+                os.closerange(theirs.fileno() + 1, 1 << 16)
+                runner.serve(theirs.fileno())
+            finally:
+                os._exit(70)
+        theirs.close()
+        ours.setblocking(False)
+        self.runner_sock, self.runner_pid, self.runner_jobs = ours, pid, 0
+        self.runner_frames = wire.FrameBuffer(1 << 20)
+        self.fingerprints_runner = sysutil.fingerprint(pid)
+
+    @property
+    def runner_alive(self) -> bool:
+        return self.runner_pid is not None
+
+    def read_runner(self) -> list[dict[str, Any]]:
+        """Records the runner has sent; a runner that closed its socket or sent garbage is lost."""
+        records: list[dict[str, Any]] = []
+        while self.runner_alive:
+            try:
+                data = self.runner_sock.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self._lose_runner()
+                break
+            try:
+                records.extend(self.runner_frames.feed(data))
+            except wire.FrameError:
+                self._lose_runner()
+        return records
+
+    def _lose_runner(self) -> None:
+        if self.runner_pid is None:
+            return
+        try:
+            os.kill(self.runner_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.runner_sock.close()
+        self.runner_pid = None
+
+    def _settle_runner(self, job: Job) -> None:
+        """After an assert job the runner must be idle again: wait briefly for its record (its
+        candidate is dead, so the tests end at once), else replace it."""
+        deadline = time.monotonic() + RUNNER_ANSWER_S
+        while job.record is None and self.runner_alive and time.monotonic() < deadline:
+            select.select([self.runner_sock], [], [], max(0.0, deadline - time.monotonic()))
+            job.take_record(self)
+        if job.record is None:
+            self._lose_runner()
+        self.runner_jobs += 1
+
+    def harness_pids(self) -> list[int]:
+        return [os.getpid(), self.zygote_pid] + ([self.runner_pid] if self.runner_pid else [])
+
+    # --- serving -------------------------------------------------------------------------------
     def serve(self) -> None:
         while True:
             try:
@@ -112,23 +232,28 @@ class Server:
         return {
             "pong": True,
             "contained": self.contained,
+            "uid_separated": self.separated,
             "non_dumpable": self.non_dumpable,
             "zygote_alive": self.zygote_alive(),
             "python": sys.version.split()[0],
             "oom_counter": sysutil.oom_kill_count() is not None,
+            "cgroup_cpu": self.meter.cgroup.available,
+            "cgroup_tasks": self.tasks is not None and self.tasks.available,
             "jobs_run": self.jobs_run,
         }
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
         self.jobs_run += 1
         oom_before = sysutil.oom_kill_count()
-        workdir = os.path.join(self.workroot, f"w{self.jobs_run}")
-        os.mkdir(workdir, 0o700)
-        job = Job(request, workdir)
+        job = Job(request, self.layout.workdir, self.jobs_run)
+        job.memory_before = sysutil.memory_exhaustion()
+        self.meter.start()
         try:
             pid = self._spawn_candidate(job)
-            if job.mode == "assert":
-                job.runner_pid = self._spawn_runner(job)
+            if job.mode == "assert" and not (
+                self.runner_alive and job.hand_channel_to_runner(self.runner_sock)
+            ):
+                self._lose_runner()
             job.loop(pid, self)
         finally:
             job.stop_reason = job.stop_reason or "finished"
@@ -137,73 +262,25 @@ class Server:
             self._kill_everything(job)
             job.drain()
             self._await_candidate_status(job)
+            if job.mode == "assert":
+                self._settle_runner(job)
+            job.cpu_s = max(self.meter.job_cpu_s(job.candidate_pid), (job.candidate_status or (0, 0.0, 0))[1])
             job.close_all()
         oom_after = sysutil.oom_kill_count()
         result = job.result()
         result["oom_killed"] = oom_before is not None and oom_after is not None and oom_after > oom_before
         try:
-            result["contamination"] = self._scrub(workdir)
+            result["contamination"] = self._after_job(job)
         except Exception as exc:  # cleanup must never take PID 1 down: report, get recycled
             result["contamination"] = [f"cleanup failed: {type(exc).__name__}: {exc}"[:500]]
         return result
 
     def _spawn_candidate(self, job: Job) -> int:
-        request = json.dumps({"limits": job.limits, "workdir": job.workdir}).encode()
-        socket.send_fds(self.zygote_sock, [request], job.candidate_fds())
+        request = {"op": "run", "limits": job.limits, "workdir": job.workdir}
+        pid = self._zygote_child(request, job.candidate_fds())
         job.close_candidate_ends()
-        while True:
-            message = self._zygote_message()
-            if "pid" in message:
-                job.send_candidate_job()
-                return int(message["pid"])
-            if "exited" in message:
-                self.statuses[int(message["exited"])] = (
-                    message["status"],
-                    message["cpu_s"],
-                    message["max_rss_kb"],
-                )
-            if not message:
-                raise RuntimeError("zygote is gone")
-
-    def _spawn_runner(self, job: Job) -> int:
-        control_fd, result_fd = job.runner_fds()
-        pid = os.fork()
-        if pid == 0:  # the child must never return into the server's code: it always _exits
-            try:
-                self._become_runner(job, control_fd, result_fd)
-            finally:
-                os._exit(70)
-        job.close_runner_ends()
+        job.send_candidate_job()
         return pid
-
-    def _become_runner(self, job: Job, control_fd: int, result_fd: int) -> None:
-        _detach_from_host_channel()  # test code that prints must not reach the host channel
-        keep = sorted((control_fd, result_fd))
-        os.closerange(3, keep[0])
-        os.closerange(keep[0] + 1, keep[1])
-        os.closerange(keep[1] + 1, 1 << 16)
-        memory = int(job.limits["memory_bytes"])
-        runner.main(control_fd, result_fd, job.setup_code, job.test_code, job.entry_point, memory)
-
-    def poll_zygote(self) -> None:
-        while True:
-            try:
-                data = self.zygote_sock.recv(1 << 16, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.zygote_gone = True
-                return
-            if not data:
-                self.zygote_gone = True
-                return
-            message = json.loads(data)
-            if "exited" in message:
-                self.statuses[int(message["exited"])] = (
-                    message["status"],
-                    message["cpu_s"],
-                    message["max_rss_kb"],
-                )
 
     def _let_candidate_exit(self, job: Job) -> None:
         """A candidate that answered exits by itself once its channel closes: cheaper than a kill."""
@@ -215,9 +292,38 @@ class Server:
                 select.select([self.zygote_sock], [], [], max(0.0, deadline - time.monotonic()))
 
     def _kill_everything(self, job: Job) -> None:
-        session = None if self.contained else job.candidate_pid
-        keep = {self.zygote_pid}
-        job.kill_rounds = sysutil.kill_all_except(keep, self.statuses, session)
+        keep = set(self.harness_pids())
+        if not self.contained:
+            session = job.candidate_pid
+            job.kill_rounds = sysutil.kill_sweep(
+                keep, self.statuses, lambda: self._session_gone(session), session=session
+            )
+        elif self.tasks is not None and self.tasks.available:
+            job.kill_rounds = sysutil.kill_sweep(keep, self.statuses, self._tasks_clean)
+        else:
+            job.kill_rounds = sysutil.kill_sweep(keep, self.statuses, lambda: self._others_gone(keep))
+
+    def _tasks_clean(self) -> bool:
+        """The kernel's count of the container's tasks is the harness's own: nothing else exists."""
+        self.poll_zygote()  # the zygote reaps its dead children and tells us
+        current = self.tasks.read() if self.tasks is not None else None
+        if current == self.expected_tasks:
+            return True
+        self.expected_tasks = sysutil.task_count(self.harness_pids())
+        return current == self.expected_tasks
+
+    def _others_gone(self, keep: set[int]) -> bool:
+        self.poll_zygote()
+        me = os.getpid()
+        return not any(sysutil.has_live_task(p) for p in sysutil.list_pids() if p != me and p not in keep)
+
+    def _session_gone(self, session: int) -> bool:
+        self.poll_zygote()
+        for pid in sysutil.list_pids():
+            fields = sysutil.proc_stat(pid)
+            if fields is not None and fields[3] == str(session) and sysutil.has_live_task(pid):
+                return False
+        return True
 
     def _await_candidate_status(self, job: Job) -> None:
         deadline = time.monotonic() + 2.0
@@ -227,35 +333,46 @@ class Server:
             if job.candidate_pid not in self.statuses:
                 time.sleep(0.0005)
         job.candidate_status = self.statuses.pop(job.candidate_pid, None)
-        self.statuses.clear()  # the runner's status, orphans': the verdict needs only the candidate's
+        self.statuses.clear()  # orphans': the verdict needs only the candidate's
 
-    def _scrub(self, workdir: str) -> list[str]:
+    # --- after a job ---------------------------------------------------------------------------
+    def _after_job(self, job: Job) -> list[str]:
         problems: list[str] = []
+        if job.kill_rounds < 0:
+            problems.append("processes survived the kill sweep")
         if not self.zygote_alive():
             problems.append("zygote died or was stopped")
         for pid, before in self.fingerprints.items():
             if sysutil.fingerprint(pid) != before:
-                problems.append(f"limits, priority or affinity of harness process {pid} changed")
-        dirs = SCRUB_DIRS if self.contained else (workdir,)
-        for directory in dirs:
-            if not os.path.isdir(directory):
-                continue
-            for entry in os.listdir(directory):
-                _remove(os.path.join(directory, entry))
-            if os.listdir(directory):
-                problems.append(f"{directory} not empty after cleanup")
-        if not self.contained and os.path.exists(workdir):
-            _remove(workdir)
-        if self.contained:
-            ipc_left = sysutil.remove_sysv_ipc()
-            if ipc_left:
-                problems.append(f"{ipc_left} System V IPC objects could not be removed")
+                problems.append(f"limits, priority, scheduling or affinity of harness process {pid} changed")
+        if self.runner_alive and sysutil.fingerprint(self.runner_pid) != self.fingerprints_runner:
+            self._lose_runner()  # replaced below, whatever changed it
+        if not self.runner_alive or self.runner_jobs >= runner.MAX_JOBS:
+            self._lose_runner()
             sysutil.reap_any(self.statuses)
-            self.statuses.clear()
-            leftover = sysutil.live_pids({self.zygote_pid})
-            if leftover:
-                problems.append(f"{len(leftover)} processes left")
+            self._start_runner()
+            self.expected_tasks = sysutil.task_count(self.harness_pids())
+        if cleanup.leftovers(self.layout):
+            problems += self._scrub() or cleanup.leftovers(self.layout)
+        self.statuses.clear()
         return problems
+
+    def _scrub(self) -> list[str]:
+        """Remove what programs left: by a janitor under the program uid when uids are separated
+        (it owns everything a program can create), else here. Problems if it failed."""
+        if not self.separated:
+            cleanup.scrub(self.layout)
+            return []
+        pid = self._zygote_child({"op": "janitor"}, [])
+        deadline = time.monotonic() + JANITOR_TIMEOUT_S
+        while pid not in self.statuses and time.monotonic() < deadline:
+            readable, _, _ = select.select([self.zygote_sock], [], [], max(0.0, deadline - time.monotonic()))
+            if readable:
+                self.poll_zygote()
+        status = self.statuses.pop(pid, None)
+        if status is None or status[0] != 0:
+            return ["the janitor failed"]
+        return []
 
 
 def _detach_from_host_channel() -> None:
@@ -264,31 +381,6 @@ def _detach_from_host_channel() -> None:
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.close(null)
-
-
-def _make_removable(path: str, depth: int = 0) -> None:
-    """chmod u+rwx every directory below ``path`` (a program may leave mode-000 ones); never
-    follows symlinks. Depth-bounded: anything deeper is reported as not removable."""
-    if depth > 200 or os.path.islink(path) or not os.path.isdir(path):
-        return
-    try:
-        os.chmod(path, 0o700)
-        entries = os.listdir(path)
-    except OSError:
-        return
-    for entry in entries:
-        _make_removable(os.path.join(path, entry), depth + 1)
-
-
-def _remove(path: str) -> None:
-    if os.path.islink(path) or not os.path.isdir(path):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-        return
-    _make_removable(path)
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def main() -> None:

@@ -1,25 +1,35 @@
 """Type-tagged JSON codec for values that cross a process boundary.
 
-Encoding runs in the untrusted candidate process and only accepts exact built-in types
-(``type(x) is int``, never a subclass), so no candidate-defined method runs while encoding and
-no object with a forged ``__eq__`` can cross: what arrives on the trusted side is plain data.
-numpy scalars and arrays become Python numbers and lists. Anything else is sent as
-``{"$unsupported": type name}``.
+Encoding runs in the untrusted candidate process and never runs a method the program defined: a
+value of an exact built-in type is encoded as itself; a value of a *subclass* of one (Counter,
+OrderedDict, defaultdict, a namedtuple, an IntEnum member, any user class deriving from int,
+float, complex, str, bytes, list, tuple, dict, set or frozenset) is encoded from its built-in
+part, read with the base type's own C methods (``int.__int__``, ``list.__iter__``,
+``dict.items``...), so an overridden ``__eq__``, ``__iter__`` or ``__getitem__`` never runs and
+what arrives on the trusted side is plain data. Counter, OrderedDict, deque and namedtuples keep
+a tag, so the test runner can rebuild them as the standard library's own types (a test may call
+``.most_common()`` or read ``.x``). numpy scalars and arrays become Python numbers and lists.
+Anything else is sent as ``{"$unsupported": type name}``.
 
-Decoding runs on the trusted side and is strict: unknown tags, excessive depth or size raise
-``ValueError``.
+Decoding (``decode``) runs in the test runner, inside the sandbox, and is strict: unknown tags,
+excessive depth or size raise ``ValueError``. The host never uses it: it decodes with
+``executor/plain.py``, which builds no set or dict from program data.
 
     None/bool/str/finite float -> JSON scalars; int -> JSON number if |x| < 2**53 else {"$int": digits}
     float nan/inf -> {"$float": "nan"|"inf"|"-inf"}; tuple -> {"$tuple": [...]}
     dict -> {"$dict": [[k, v], ...]}; set/frozenset -> {"$set"|"$frozenset": [...]}
     bytes -> {"$bytes": base64}; complex -> {"$complex": [re, im]}; list -> JSON array
+    Counter/OrderedDict -> {"$counter"|"$odict": [[k, v], ...]}; deque -> {"$deque": [...]}
+    namedtuple -> {"$namedtuple": [type name, [field, ...], [item, ...]]}
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 MAX_DEPTH = 200
@@ -119,7 +129,55 @@ def encode(value: Any, depth: int = 0, budget: _Budget | None = None) -> Any:
     converted, plain = _numpy_plain(value)
     if converted:
         return encode(plain, depth + 1, budget)
+    return _encode_subclass(value, kind, depth, budget)
+
+
+_SCALAR_BASES = (
+    (int, int.__int__),
+    (float, float.__float__),
+    (complex, complex.__complex__),
+    (str, str.__str__),
+    (bytes, bytes.__bytes__),
+)
+
+
+def _encode_subclass(value: Any, kind: type, depth: int, budget: _Budget) -> Any:
+    """A subclass of a built-in type, read through the base type's C methods (no program code)."""
+    for base, read in _SCALAR_BASES:
+        if issubclass(kind, base):
+            return encode(read(value), depth, budget)
+    if issubclass(kind, collections.deque):
+        return {"$deque": [encode(item, depth + 1, budget) for item in collections.deque.__iter__(value)]}
+    if issubclass(kind, tuple):
+        items = [encode(item, depth + 1, budget) for item in tuple.__iter__(value)]
+        fields = _namedtuple_fields(kind, len(items))
+        return {"$namedtuple": [_type_name(kind), fields, items]} if fields else {"$tuple": items}
+    if issubclass(kind, list):
+        return [encode(item, depth + 1, budget) for item in list.__iter__(value)]
+    if issubclass(kind, dict):
+        tag, entries = "$dict", dict.items(value)
+        if issubclass(kind, collections.Counter):
+            tag = "$counter"
+        elif issubclass(kind, collections.OrderedDict):
+            tag, entries = "$odict", collections.OrderedDict.items(value)
+        return {tag: [[encode(k, depth + 1, budget), encode(v, depth + 1, budget)] for k, v in entries]}
+    for base, tag in ((set, "$set"), (frozenset, "$frozenset")):
+        if issubclass(kind, base):
+            return {tag: [encode(item, depth + 1, budget) for item in base.__iter__(value)]}
     return {"$unsupported": _type_name(kind)}
+
+
+def _namedtuple_fields(kind: type, length: int) -> list[str] | None:
+    """The ``_fields`` a namedtuple class defines itself, read from its own __dict__ (a
+    metaclass other than ``type`` could run code on attribute access: such classes get none)."""
+    if type(kind) is not type:
+        return None
+    fields = type.__dict__["__dict__"].__get__(kind).get("_fields")
+    if type(fields) is not tuple or len(fields) != length:
+        return None
+    if not all(type(f) is str and f.isidentifier() and not f.startswith("_") for f in fields):
+        return None
+    return list(fields)
 
 
 def _int_digits(value: int) -> str:
@@ -181,16 +239,21 @@ def _decode_tagged(tag: str, payload: Any, depth: int, budget: _Budget) -> Any:
         return base64.b64decode(str(payload), validate=True)
     if type(payload) is not list:
         raise ValueError(f"bad payload for {tag}")
-    if tag == "$dict":
+    if tag in _MAPPINGS:
         if any(type(pair) is not list or len(pair) != 2 for pair in payload):
-            raise ValueError("bad $dict entry")
+            raise ValueError(f"bad {tag} entry")
         try:
-            return {decode(k, depth + 1, budget): decode(v, depth + 1, budget) for k, v in payload}
+            entries = [(decode(k, depth + 1, budget), decode(v, depth + 1, budget)) for k, v in payload]
+            return _MAPPINGS[tag](entries)
         except TypeError as exc:  # an unhashable key
-            raise ValueError(f"bad $dict key: {exc}") from None
+            raise ValueError(f"bad {tag} key: {exc}") from None
+    if tag == "$namedtuple":
+        return _decode_namedtuple(payload, depth, budget)
     items = [decode(item, depth + 1, budget) for item in payload]
     if tag == "$tuple":
         return tuple(items)
+    if tag == "$deque":
+        return collections.deque(items)
     try:
         if tag == "$set":
             return set(items)
@@ -201,3 +264,29 @@ def _decode_tagged(tag: str, payload: Any, depth: int, budget: _Budget) -> Any:
     if tag == "$complex" and len(items) == 2:
         return complex(items[0], items[1])
     raise ValueError(f"unknown tag {tag!r}")
+
+
+_MAPPINGS: dict[str, Callable[[list[tuple[Any, Any]]], Any]] = {
+    "$dict": dict,
+    "$counter": lambda entries: collections.Counter(dict(entries)),
+    "$odict": collections.OrderedDict,
+}
+_namedtuple_types: dict[tuple[str, tuple[str, ...]], type] = {}
+
+
+def _decode_namedtuple(payload: list[Any], depth: int, budget: _Budget) -> tuple[Any, ...]:
+    """A namedtuple rebuilt as the standard library makes one, from its type name and fields."""
+    if len(payload) != 3 or type(payload[0]) is not str or type(payload[1]) is not list:
+        raise ValueError("bad $namedtuple")
+    name, fields = payload[0], tuple(payload[1])
+    if not name.isidentifier() or not all(type(f) is str for f in fields) or type(payload[2]) is not list:
+        raise ValueError("bad $namedtuple")
+    items = [decode(item, depth + 1, budget) for item in payload[2]]
+    if len(items) != len(fields):
+        raise ValueError("bad $namedtuple")
+    key = (name, fields)
+    if key not in _namedtuple_types:
+        if len(_namedtuple_types) > 256:
+            _namedtuple_types.clear()
+        _namedtuple_types[key] = collections.namedtuple(name, fields)  # raises ValueError if bad
+    return _namedtuple_types[key](*items)

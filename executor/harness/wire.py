@@ -8,6 +8,7 @@ allocate without limit.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from typing import Any
@@ -51,13 +52,28 @@ def read_frame(fd: int, max_size: int = DEFAULT_MAX_FRAME) -> dict[str, Any] | N
     header = _read_exact(fd, HEADER.size)
     if header is None:
         return None
+    return _read_body(fd, header, max_size)
+
+
+def read_frame_after(fd: int, prefix: bytes, max_size: int = DEFAULT_MAX_FRAME) -> dict[str, Any]:
+    """Blocking read of the frame whose first bytes (``prefix``, at least one) were already read."""
+    header = prefix[: HEADER.size]
+    if len(header) < HEADER.size:
+        rest = _read_exact(fd, HEADER.size - len(header))
+        if rest is None:
+            raise FrameError("stream closed in the middle of a frame")
+        header += rest
+    return _read_body(fd, header, max_size, prefix[HEADER.size :])
+
+
+def _read_body(fd: int, header: bytes, max_size: int, already: bytes = b"") -> dict[str, Any]:
     (size,) = HEADER.unpack(header)
     if size > max_size:
         raise FrameError(f"frame of {size} bytes exceeds the {max_size}-byte limit")
-    body = _read_exact(fd, size) if size else b""
-    if body is None:
+    rest = _read_exact(fd, size - len(already)) if size > len(already) else b""
+    if rest is None:
         raise FrameError("stream closed in the middle of a frame")
-    return decode_body(body)
+    return decode_body(already + rest)
 
 
 MAX_JSON_INT_DIGITS = 1000
@@ -73,11 +89,21 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400 parses as inf, which no frame may carry (encode refuses it)
+        raise ValueError(f"float literal {text[:40]} overflows")
+    return value
+
+
 def decode_body(body: bytes) -> dict[str, Any]:
-    """Strict JSON: no NaN/Infinity, no huge integer literals (a hostile peer's frame must fail
-    here, cleanly, rather than later in code that assumes well-formed data)."""
+    """Strict JSON: no NaN/Infinity (not even as an overflowing literal), no huge integer
+    literals (a hostile peer's frame must fail here, cleanly, rather than later in code that
+    assumes well-formed data)."""
     try:
-        message = json.loads(body, parse_constant=_reject_constant, parse_int=_bounded_int)
+        message = json.loads(
+            body, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise FrameError(f"frame is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(message, dict):
@@ -93,6 +119,10 @@ class FrameBuffer:
         self._max_size = max_size
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
+        return [frame for frame, _ in self.feed_sized(data)]
+
+    def feed_sized(self, data: bytes) -> list[tuple[dict[str, Any], int]]:
+        """Like ``feed``, with each frame's size in bytes on the wire."""
         self._buffer += data
         frames = []
         while len(self._buffer) >= HEADER.size:
@@ -103,7 +133,7 @@ class FrameBuffer:
                 break
             body = bytes(self._buffer[HEADER.size : HEADER.size + size])
             del self._buffer[: HEADER.size + size]
-            frames.append(decode_body(body))
+            frames.append((decode_body(body), HEADER.size + size))
         return frames
 
     @property

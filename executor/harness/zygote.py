@@ -1,19 +1,21 @@
 """The zygote: a pristine interpreter, forked by the server before it has read any job, that
-forks candidate processes on request (about a millisecond each instead of tens for a new
+forks the processes that run programs (about a millisecond each instead of tens for a new
 interpreter).
 
 Because it never held job data, a candidate forked from it cannot find test code, expected
-outputs or earlier programs in its inherited memory. It is non-dumpable, so a candidate cannot
-ptrace it or open its file descriptors; a candidate can still kill it (same UID), which the
-server detects and reports as contamination, so the container is recycled.
+outputs or earlier programs in its inherited memory. It runs under the harness uid, keeps only
+CAP_SETUID/CAP_SETGID (each child gives up both, and its uid, before anything else runs: see
+privileges.py) and is non-dumpable, so a program can neither signal, trace nor prlimit it.
 
-Protocol on its SOCK_SEQPACKET socket: request {"limits", "workdir"} + 4 fds
-(stdin, stdout, stderr, control) -> reply {"pid"}; later {"exited": pid, "status", "cpu_s",
-"max_rss_kb"} when that child is reaped.
+Protocol on its SOCK_SEQPACKET socket:
+  {"op": "run", "limits", "workdir"} + 4 fds (stdin, stdout, stderr, control) -> {"pid"}: a candidate;
+  {"op": "janitor"} -> {"pid"}: a child under the program uid that runs cleanup.scrub;
+  later {"exited": pid, "status", "cpu_s", "max_rss_kb"} when that child is reaped.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -21,7 +23,7 @@ import signal
 import socket
 from typing import NoReturn
 
-from . import candidate, sysutil
+from . import candidate, cleanup, privileges, sysutil
 
 PRELOAD = (
     "collections",
@@ -54,9 +56,13 @@ def preload(with_numpy: bool) -> None:
             pass
 
 
-def main(sock: socket.socket, with_numpy: bool) -> NoReturn:
+def main(sock: socket.socket, with_numpy: bool, separated: bool, layout: cleanup.Layout) -> NoReturn:
     sysutil.make_non_dumpable()
+    sysutil.ignore_harness_signals()
+    if separated:
+        privileges.set_capabilities(privileges.ZYGOTE_CAPS)
     preload(with_numpy)
+    gc.freeze()  # preloaded objects stay out of later collections: fewer copy-on-write faults
     sock.send(json.dumps({"ready": True}).encode())
     statuses: dict[int, tuple[int, float, int]] = {}
     children: set[int] = set()
@@ -84,9 +90,10 @@ def main(sock: socket.socket, with_numpy: bool) -> NoReturn:
             pid = os.fork()
             if pid == 0:
                 sock.close()
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                candidate.start(request["limits"], fds, request["workdir"])
+                sysutil.restore_program_signals()
+                if request.get("op") == "janitor":
+                    _janitor(separated, layout)
+                candidate.start(request["limits"], fds, request["workdir"], separated)
             for fd in fds:
                 os.close(fd)
             children.add(pid)
@@ -98,3 +105,14 @@ def main(sock: socket.socket, with_numpy: bool) -> NoReturn:
             message = {"exited": pid, "status": status, "cpu_s": cpu, "max_rss_kb": rss}
             sock.send(json.dumps(message).encode())
         statuses.clear()
+
+
+def _janitor(separated: bool, layout: cleanup.Layout) -> NoReturn:
+    code = 1
+    try:
+        if separated:
+            privileges.become_program()
+        cleanup.scrub(layout)
+        code = 0
+    finally:
+        os._exit(code)

@@ -22,14 +22,22 @@ from typing import Any
 from executor.harness import wire
 
 from ..config import SandboxConfig
+from . import seccomp
 
 log = logging.getLogger(__name__)
 HARNESS_PARENT = Path(__file__).resolve().parent.parent  # holds the harness package
 MAX_REPLY = 96 * 1024 * 1024
+SANDBOX_CAPABILITIES = ("KILL", "SETUID", "SETGID", "SETPCAP")
+# What a Docker sandbox must report at start; without them its verdicts are not trustworthy.
+REQUIRED_ISOLATION = ("contained", "uid_separated", "non_dumpable", "cgroup_cpu", "cgroup_tasks")
 
 
 class SandboxFault(Exception):
-    """The sandbox failed (not the program): retry on a fresh sandbox."""
+    """The sandbox failed while running a program: retry on a fresh sandbox."""
+
+
+class SandboxUnavailable(SandboxFault):
+    """No sandbox could be had at all (none starts): an infrastructure fault, no program's."""
 
 
 class Connection:
@@ -153,9 +161,12 @@ class DockerConnection(Connection):
             network_mode="none",
             read_only=True,
             tmpfs={"/tmp": f"size={config.tmpfs_mb}m,mode=1777"},
+            # Root in the container only long enough for PID 1 to split into the harness uid and the
+            # program uid (executor/harness/privileges.py); these three capabilities are all it keeps.
             cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            user="65534:65534",
+            cap_add=list(SANDBOX_CAPABILITIES),
+            security_opt=["no-new-privileges", f"seccomp={seccomp.profile_json()}"],
+            user="0:0",
             pids_limit=config.pids_limit,
             mem_limit=f"{config.container_memory_mb}m",
             memswap_limit=f"{config.container_memory_mb}m",
@@ -171,6 +182,9 @@ class DockerConnection(Connection):
             self._sock: socket.socket = getattr(attached, "_sock", attached)
             self.container.start()
             self.wait_ready(config.start_timeout_s)
+            missing = [key for key in REQUIRED_ISOLATION if self.info.get(key) is not True]
+            if missing:
+                raise SandboxFault(f"sandbox started without {', '.join(missing)}: {self.info}")
         except Exception:
             self.close()
             raise

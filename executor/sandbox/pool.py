@@ -12,7 +12,14 @@ from collections import Counter
 from typing import Any
 
 from ..config import SandboxConfig
-from .connection import Connection, DockerConnection, ProcessConnection, SandboxFault, remove_stale_containers
+from .connection import (
+    Connection,
+    DockerConnection,
+    ProcessConnection,
+    SandboxFault,
+    SandboxUnavailable,
+    remove_stale_containers,
+)
 from .image import DIGEST_LABEL, harness_digest
 
 log = logging.getLogger(__name__)
@@ -110,7 +117,7 @@ class SandboxPool:
             log.error("could not replace a sandbox: %s", exc)
             self.counters["sandbox_start_failures"] += 1
             if self._idle.qsize() == 0:
-                raise SandboxFault(f"no sandbox available: {exc}") from exc
+                raise SandboxUnavailable(f"no sandbox available: {exc}") from exc
 
     def close(self) -> None:
         self._closed = True

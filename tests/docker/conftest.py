@@ -27,7 +27,7 @@ SANDBOX_IMAGE = "coderl-sandbox:latest"
 WORKERS = 2
 CPU_LIMIT_S = 1.0
 WALL_FACTOR = 2.0
-HARNESS_PROCESSES = 2  # the server (PID 1) and its zygote, in every idle sandbox
+HARNESS_PROCESSES = 3  # the server (PID 1), its zygote and the test runner, in every idle sandbox
 CONTAINER_LABEL = "org.coderl.sandbox"
 
 # Secrets planted in the test process's environment before the sandboxes start: none may be
@@ -167,7 +167,7 @@ def idle_container_processes(client: Any, ex: Executor) -> dict[str, list[list[s
 
 
 def check_no_leftover_processes(client: Any, ex: Executor) -> None:
-    """Only the harness (server + zygote) is left in every sandbox: from the host and from inside."""
+    """Only the harness (server, zygote, runner) is left in every sandbox: from the host and from inside."""
     for short_id, processes in idle_container_processes(client, ex).items():
         live = [p for p in processes if not p[2].startswith("Z")]
         assert len(live) == HARNESS_PROCESSES, f"container {short_id} runs {processes}"

@@ -412,12 +412,17 @@ def test_c22_container_killed_mid_run_is_retried(make_executor, container_killer
         assert ex.execute(SUM, SLEEPY_SUM.format("+")).verdict == V.PASSED
 
 
-def test_c22_persistent_infra_fault_is_sandbox_error_never_scored(make_executor, container_killer):
+def test_c22_a_fault_that_follows_one_program_is_its_runtime_error(make_executor, container_killer):
+    # Every attempt's container dies while this program runs, and a control program then runs
+    # fine: whatever killed them, the fault goes with the program. It is scored as a runtime
+    # error (not dropped as SANDBOX_ERROR, which an RL policy could learn to provoke); outages
+    # that fail the control program too stay SANDBOX_ERROR (tests/unit/test_engine_faults.py).
     with make_executor(workers=1) as ex:
         with container_killer(ex, ex.config.max_attempts) as killer:
             res = ex.execute(SUM, SLEEPY_SUM.format("+"))
         assert len(killer.killed) == ex.config.max_attempts, killer.killed
-        assert res.verdict == V.SANDBOX_ERROR, res
-        assert res.reward is None and res.outcome_class is None, res
+        assert res.verdict == V.RUNTIME_ERROR, res
+        assert res.error.type == "SandboxFault" and res.reward == -0.6, res
         assert res.attempts == ex.config.max_attempts, res
+        assert ex.counters["sandbox_faults_scored"] == 1, ex.counters
         assert ex.execute(SUM, SLEEPY_SUM.format("+")).verdict == V.PASSED

@@ -42,6 +42,7 @@ def report(
     events: list[dict[str, Any]] | None = None,
     record: dict[str, Any] | None = None,
     oom_killed: bool = False,
+    oom_first: bool = False,
     contamination: list[str] | None = None,
 ) -> dict[str, Any]:
     """A raw harness report as Job.result() + Server.run produce it (stdout/stderr base64)."""
@@ -65,6 +66,7 @@ def report(
         "record": record,
         "kill_rounds": 1,
         "oom_killed": oom_killed,
+        "oom_first": oom_first,
         "contamination": contamination if contamination is not None else [],
     }
 

@@ -105,8 +105,22 @@ def test_c13_integer_forms() -> None:
     assert same("-0", "0")
     assert same("+0", "-000")
     assert not same("-7", "7")
-    assert same("1", "1.0")  # not both integers: float tolerance
+    assert same("1", "1.0")  # a float expected: the tolerance applies
     assert not same("10000000000000000000001", "10000000000000000000000")  # both integers: exact
+
+
+@pytest.mark.parametrize(
+    ("actual", "expected"),
+    [("1e9", "1000000007"), ("1000000000.0", "1000000000"), ("0.0000009", "0"), ("1e0", "1"), ("5.0", "5")],
+)
+def test_an_integer_expected_takes_only_that_integer(actual: str, expected: str) -> None:
+    # float-looking tokens were once accepted within the float tolerance of an integer answer
+    assert not same(actual, expected)
+    assert not same(f"1 {actual}\n", f"1 {expected}\n")
+    assert (
+        compare_stdout(actual, expected, DEFAULT).reason
+        == f"line 1, token 1: expected '{expected}', got '{actual}'"
+    )
 
 
 def test_strict_numeric_tokens_only() -> None:
@@ -172,6 +186,11 @@ def test_values_basic() -> None:
 def test_values_numbers() -> None:
     assert value_same([1.0000001], [1.0])
     assert value_same(1, 1.0)
+    assert value_same(2.0, 2)  # exactly the integer, as Python's == says
+    assert not value_same(float(10**18), 10**18 + 1)  # no tolerance for an integer answer
+    assert not value_same(1.0000001, 1)
+    assert not value_same(1e9, 1000000007)
+    assert not value_same(float("nan"), 0)
     assert value_same(float("nan"), float("nan"))
     assert not value_same(float("inf"), float("-inf"))
     assert not value_same(0.1, 0.2)

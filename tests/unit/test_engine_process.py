@@ -117,3 +117,35 @@ def test_problem_without_tests_is_a_sandbox_error_not_a_pass(executor: Executor)
     result = executor.execute(Problem(task_id="empty", statement=""), "print(1)")
     assert result.verdict == Verdict.SANDBOX_ERROR
     assert result.reward is None
+
+
+SCHEDULING = Problem(
+    task_id="scheduling",
+    statement="",
+    hidden_tests=[TestCase(kind="stdio", stdin="", stdout="0 0\n")],
+)
+OWN_SCHEDULING = "import os\nprint(os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))\n"
+# On the process backend the program shares the zygote's uid and can reschedule it: the harness's
+# fingerprint (limits, nice, scheduling policy, I/O priority, affinity) catches it and the sandbox
+# is replaced before another program starts there.
+RESCHEDULE_ZYGOTE = {
+    "sched-idle": "import os\nos.sched_setscheduler(os.getppid(), os.SCHED_IDLE, os.sched_param(0))\n",
+    "sched-batch": "import os\nos.sched_setscheduler(os.getppid(), os.SCHED_BATCH, os.sched_param(0))\n",
+    "io-idle": "import ctypes, os, platform\nn = {'x86_64': 251, 'aarch64': 30}[platform.machine()]\n"
+    "assert ctypes.CDLL(None).syscall(n, 1, os.getppid(), 3 << 13) == 0\n",
+    "renice": "import os\nos.setpriority(os.PRIO_PROCESS, os.getppid(), 5)\n",
+}
+
+
+@pytest.mark.parametrize("attack", RESCHEDULE_ZYGOTE.values(), ids=RESCHEDULE_ZYGOTE.keys())
+def test_rescheduled_harness_is_replaced(attack: str) -> None:
+    config = ExecutorConfig(
+        workers=1, sandbox=SandboxConfig(backend="process"), limits=LimitsConfig(timeout_s=1.0)
+    )
+    with Executor(config) as ex:
+        first = ex.execute(SCHEDULING, attack + OWN_SCHEDULING)
+        later = [ex.execute(SCHEDULING, OWN_SCHEDULING) for _ in range(2)]
+        recycles = ex.pool.counters["sandbox_recycles"]
+    assert first.verdict == Verdict.PASSED, first.error
+    assert [r.verdict for r in later] == [Verdict.PASSED] * 2, [r.error for r in later]
+    assert recycles == 1

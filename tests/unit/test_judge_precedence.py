@@ -143,9 +143,18 @@ def test_sigkill_at_or_over_the_cpu_limit_is_a_timeout() -> None:
     assert verdict_of(report(exit_code=None, signal_number=9, cpu_s=3.99)) == Verdict.RUNTIME_ERROR
 
 
-def test_cpu_over_the_limit_without_a_signal_is_not_a_timeout() -> None:
+def test_cpu_over_the_limit_is_a_timeout_even_after_a_normal_exit() -> None:
+    # cpu_s counts every process of the job: children that burnt it and were waited for included
     raw = report(exit_code=0, cpu_s=4.5, stdout="3\n")
-    assert verdict_of(raw) == Verdict.PASSED
+    check(judged(raw), Verdict.TIMEOUT, "Timeout", "CPU limit of 4.0 s exceeded")
+    assert verdict_of(report(exit_code=0, cpu_s=4.0, stdout="3\n")) == Verdict.PASSED  # at, not past
+
+
+def test_out_of_memory_before_the_time_ran_out_is_a_memory_limit() -> None:
+    raw = report(
+        killed_for="cpu", exit_code=None, signal_number=9, oom_killed=True, oom_first=True, cpu_s=4.2
+    )
+    check(judged(raw), Verdict.MEMORY_LIMIT, "MemoryLimit")
 
 
 def test_no_cpu_limit_means_no_cpu_timeout() -> None:

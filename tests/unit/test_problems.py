@@ -135,6 +135,15 @@ def test_apps_null_example_file_means_no_examples(tmp_path: Path) -> None:
         ("The checker is case-insensitive.", True),
         ("Print the answer in lower case.", False),
         ("In any case, print -1.", False),
+        ("You can output the answer in any case (upper or lower).", True),
+        ("Each letter of the answer may be printed in arbitrary case.", True),
+        ("The case of the output does not matter.", True),
+        # about the input, or not about the output at all: case still matters
+        ("The input letters may be in any case.", False),
+        ("The given string consists of letters in any case. Print it reversed.", False),
+        ("Letters in the names can be in any case.", False),
+        ("Names are case-insensitive: read them and print the most common one.", False),
+        ("The strings are given in any case; print YES or NO.", False),
     ],
 )
 def test_case_insensitive_detection(statement: str, insensitive: bool) -> None:

@@ -1,5 +1,6 @@
-"""executor/harness/values.py against hostile values: only exact plain types are encoded (never
-calling a method of the value), ``Unsupported`` stand-ins equal nothing, and decoding is strict."""
+"""executor/harness/values.py against hostile values: plain types and subclasses of them are
+encoded without ever calling a method the program defined (subclasses by their built-in part),
+``Unsupported`` stand-ins equal nothing, and decoding is strict."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ class DictSubclass(dict):  # type: ignore[type-arg]
     pass
 
 
-def test_int_subclass_is_unsupported() -> None:
-    assert encode(IntSubclass(3)) == {"$unsupported": "IntSubclass"}
+def test_int_subclass_is_its_int() -> None:
+    assert encode(IntSubclass(3)) == 3
+    assert type(decode(encode(IntSubclass(3)))) is int
 
 
 def test_forged_eq_is_unsupported() -> None:
@@ -50,10 +52,15 @@ def test_generator_is_unsupported() -> None:
     assert encode(x for x in range(3)) == {"$unsupported": "generator"}
 
 
-def test_container_subclasses_are_unsupported() -> None:
-    assert encode(ListSubclass([1, 2])) == {"$unsupported": "ListSubclass"}
-    assert encode(StrSubclass("a")) == {"$unsupported": "StrSubclass"}
-    assert encode(DictSubclass(a=1)) == {"$unsupported": "DictSubclass"}
+def test_container_subclasses_are_their_plain_part() -> None:
+    assert encode(ListSubclass([1, 2])) == [1, 2]
+    assert encode(StrSubclass("a")) == "a"
+    assert encode(DictSubclass(a=1)) == {"$dict": [["a", 1]]}
+    assert [type(decode(encode(x))) for x in (ListSubclass(), StrSubclass(), DictSubclass())] == [
+        list,
+        str,
+        dict,
+    ]
 
 
 def test_other_builtin_types_are_unsupported() -> None:
@@ -117,9 +124,9 @@ class BoobyList(list):  # type: ignore[type-arg]
 
 def test_encoder_never_calls_user_methods() -> None:
     assert encode(Booby()) == {"$unsupported": "Booby"}
-    assert encode(BoobyList([1, 2, 3])) == {"$unsupported": "BoobyList"}
+    assert encode(BoobyList([1, 2, 3])) == [1, 2, 3]  # read with list's own C iterator
     # inside plain containers, as keys and as set members
-    assert encode([Booby(), BoobyList()]) == [{"$unsupported": "Booby"}, {"$unsupported": "BoobyList"}]
+    assert encode([Booby(), BoobyList()]) == [{"$unsupported": "Booby"}, []]
     assert encode({Booby(): Booby()}) == {"$dict": [[{"$unsupported": "Booby"}, {"$unsupported": "Booby"}]]}
     assert encode({Booby()}) == {"$set": [{"$unsupported": "Booby"}]}
     assert encode((Booby(),)) == {"$tuple": [{"$unsupported": "Booby"}]}
@@ -227,3 +234,130 @@ def test_a_plain_json_object_is_not_a_dict() -> None:
     # dicts only cross as {"$dict": ...}; a JSON object with one non-tag key is rejected
     with pytest.raises(ValueError):
         decode({"key": "value"})
+
+
+# ---- subclasses of built-in types: the built-in part, read without the program's methods ----------
+
+
+class Trap:
+    """Mixed into subclasses: every method a careless encoder might call raises."""
+
+    def __iter__(self) -> Iterator[Any]:
+        raise AssertionError("__iter__ called")
+
+    def __getitem__(self, key: Any) -> Any:
+        raise AssertionError("__getitem__ called")
+
+    def __len__(self) -> int:
+        raise AssertionError("__len__ called")
+
+    def __eq__(self, other: object) -> bool:
+        raise AssertionError("__eq__ called")
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def items(self) -> Any:
+        raise AssertionError("items called")
+
+    def keys(self) -> Any:
+        raise AssertionError("keys called")
+
+
+class TrapInt(int):
+    def __int__(self) -> int:
+        raise AssertionError("__int__ called")
+
+    def __index__(self) -> int:
+        raise AssertionError("__index__ called")
+
+    def __repr__(self) -> str:
+        raise AssertionError("__repr__ called")
+
+
+class TrapFloat(float):
+    def __float__(self) -> float:
+        raise AssertionError("__float__ called")
+
+
+class TrapStr(str):
+    def __str__(self) -> str:
+        raise AssertionError("__str__ called")
+
+
+class TrapBytes(bytes):
+    def __bytes__(self) -> bytes:
+        raise AssertionError("__bytes__ called")
+
+
+class TrapComplex(complex):
+    def __complex__(self) -> complex:
+        raise AssertionError("__complex__ called")
+
+    @property
+    def real(self) -> float:  # type: ignore[override]
+        raise AssertionError("real called")
+
+
+class TrapList(Trap, list):  # type: ignore[misc, type-arg]
+    pass
+
+
+class TrapTuple(Trap, tuple):  # type: ignore[misc, type-arg]
+    pass
+
+
+class TrapDict(Trap, dict):  # type: ignore[misc, type-arg]
+    pass
+
+
+class TrapSet(Trap, set):  # type: ignore[misc, type-arg]
+    pass
+
+
+class TrapCounter(Trap, __import__("collections").Counter):  # type: ignore[misc, type-arg]
+    pass
+
+
+def test_subclass_values_are_read_by_the_base_types_own_methods() -> None:
+    assert encode(TrapInt(5)) == 5
+    assert encode(TrapInt(2**60)) == {"$int": str(2**60)}
+    assert encode(TrapFloat(1.5)) == 1.5
+    assert encode(TrapStr("ab")) == "ab"
+    assert encode(TrapBytes(b"ab")) == {"$bytes": "YWI="}
+    assert encode(TrapComplex(1, 2)) == {"$complex": [1.0, 2.0]}
+    assert encode(TrapList([1, TrapInt(2)])) == [1, 2]
+    assert encode(TrapTuple((1, 2))) == {"$tuple": [1, 2]}
+    assert encode(TrapDict({"a": TrapList([1])})) == {"$dict": [["a", [1]]]}
+    assert encode(TrapSet({3})) == {"$set": [3]}
+    counter = TrapCounter.__new__(TrapCounter)
+    dict.__setitem__(counter, "x", 2)
+    assert encode(counter) == {"$counter": [["x", 2]]}
+
+
+def test_standard_library_containers_keep_their_type_in_the_runner() -> None:
+    import collections
+    import enum
+
+    point = collections.namedtuple("Point", "x y")
+    decoded = decode(encode(point(1, 2)))
+    assert decoded == (1, 2) and decoded.x == 1 and type(decoded).__name__ == "Point"
+    counter = decode(encode(collections.Counter("abca")))
+    assert type(counter) is collections.Counter and counter["a"] == 2 and counter["zz"] == 0
+    ordered = decode(encode(collections.OrderedDict([("b", 1), ("a", 2)])))
+    assert type(ordered) is collections.OrderedDict and list(ordered) == ["b", "a"]
+    assert decode(encode(collections.deque([1, 2]))) == collections.deque([1, 2])
+    assert decode(encode(collections.defaultdict(int, {1: 2}))) == {1: 2}
+
+    class Colour(enum.IntEnum):
+        RED = 1
+
+    assert encode(Colour.RED) == 1 and type(decode(encode([Colour.RED]))[0]) is int
+
+
+def test_a_forged_namedtuple_is_refused() -> None:
+    with pytest.raises(ValueError):
+        decode({"$namedtuple": ["not a name", ["x"], [1]]})
+    with pytest.raises(ValueError):
+        decode({"$namedtuple": ["P", ["x", "y"], [1]]})
+    with pytest.raises(ValueError):
+        decode({"$namedtuple": ["P", ["_x"], [1]]})
