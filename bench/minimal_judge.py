@@ -92,7 +92,10 @@ def run_stdio(program: str, stdin: str, cpu_s: int) -> tuple[bool, str]:
         _child(program, cpu_s)
     os.close(in_r)
     os.close(out_w)
-    os.write(in_w, stdin.encode())  # small inputs: the pipe holds them
+    try:
+        os.write(in_w, stdin.encode())  # small inputs: the pipe holds them
+    except BrokenPipeError:  # the program ended without reading its input
+        pass
     os.close(in_w)
     chunks = []
     while chunk := os.read(out_r, 1 << 16):
@@ -131,14 +134,20 @@ def main(argv: list[str] | None = None) -> int:
         handle = tempfile.TemporaryFile("w+")
         pid = os.fork()
         if pid == 0:
-            for job in jobs[lane :: args.lanes]:
-                handle.write(json.dumps(judge(job, cpu_s)) + "\n")
-            handle.flush()
-            os._exit(0)
+            code = 1
+            try:
+                for job in jobs[lane :: args.lanes]:
+                    handle.write(json.dumps(judge(job, cpu_s)) + "\n")
+                handle.flush()
+                code = 0
+            finally:
+                os._exit(code)
         outputs.append(handle)
         lanes.append(pid)
-    for pid in lanes:
-        os.waitpid(pid, 0)
+    failed = [pid for pid in lanes if os.waitpid(pid, 0)[1] != 0]
+    if failed:
+        sys.stderr.write(f"{len(failed)} of {len(lanes)} lanes failed\n")
+        return 1
     results = []
     for handle in outputs:
         handle.seek(0)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-
-import numpy as np
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -19,7 +18,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n} c={c} k={k}")
     if n - c < k:
         return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
 def mean_pass_at_k(counts: Iterable[tuple[int, int]], k: int) -> float:
@@ -27,7 +26,7 @@ def mean_pass_at_k(counts: Iterable[tuple[int, int]], k: int) -> float:
     values = [pass_at_k(n, c, k) for n, c in counts]
     if not values:
         raise ValueError("pass@k of an empty problem set is undefined")
-    return float(np.mean(values))
+    return math.fsum(values) / len(values)
 
 
 def reportable_ks(sample_counts: Sequence[int], ks: Sequence[int] = (1, 10, 100)) -> list[int]:

@@ -15,6 +15,7 @@ Exit codes: 0 done (even if programs fail), 2 bad usage or input, 3 the sandbox 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import difflib
 import gzip
@@ -28,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -40,10 +41,12 @@ from coderl.outcomes import Verdict
 from coderl.passk import mean_pass_at_k, reportable_ks
 from coderl.problems import Problem, ProblemFormatError, load_problems_by_id
 
-from .client import BATCH_ERRORS, ClientConfig, RedisExecutionClient, redis_url
 from .config import ExecutorConfig
 from .engine import ExecutionItem, Executor
 from .sandbox.connection import SandboxFault
+
+if TYPE_CHECKING:  # --via only: the Redis client is imported when asked for
+    from .client import ClientConfig, RedisExecutionClient
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +249,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def redis_url(value: str) -> str:
+    """An argparse type: ``redis://HOST:PORT[/DB]`` (or rediss://, unix://)."""
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError(f"expected redis://HOST:PORT[/DB], got {value!r}")
+    return value
+
+
 def _config(args: argparse.Namespace) -> ExecutorConfig | ClientConfig:
     if args.via is not None:
         given = [f"--{name}" for name in ("workers", "timeout", "backend") if getattr(args, name) is not None]
@@ -254,6 +264,8 @@ def _config(args: argparse.Namespace) -> ExecutorConfig | ClientConfig:
                 f"{', '.join(given)} configure the in-process executor; with --via the workers' own "
                 "configuration applies (see python -m executor --help)"
             )
+        from .client import ClientConfig
+
         return load_config(ClientConfig, args.config, [*args.overrides, f"redis_url={args.via}"])
     overrides = list(args.overrides)
     for key, value in (("workers", args.workers), ("limits.timeout_s", args.timeout)):
@@ -273,7 +285,9 @@ def _startup_errors() -> tuple[type[BaseException], ...]:
 
 
 def _start(config: ExecutorConfig | ClientConfig) -> Executor | RedisExecutionClient:
-    if isinstance(config, ClientConfig):
+    if not isinstance(config, ExecutorConfig):
+        from .client import RedisExecutionClient
+
         return RedisExecutionClient(config)
     try:
         return Executor(config)
@@ -286,11 +300,21 @@ def _start(config: ExecutorConfig | ClientConfig) -> Executor | RedisExecutionCl
         ) from None
 
 
+def _batch_errors(config: ExecutorConfig | ClientConfig) -> tuple[type[BaseException], ...]:
+    if isinstance(config, ExecutorConfig):
+        return ()
+    from .client import BATCH_ERRORS
+
+    return BATCH_ERRORS
+
+
 def _execute(
-    config: ExecutorConfig | ClientConfig, items: list[ExecutionItem]
+    config: ExecutorConfig | ClientConfig,
+    executor: Executor | RedisExecutionClient,
+    items: list[ExecutionItem],
 ) -> tuple[list[ExecutionResult], float]:
-    """Results in input order and the wall-clock seconds of the execution phase."""
-    executor = _start(config)
+    """Results in input order and the wall-clock seconds of the execution phase; closes the
+    executor."""
     bar = tqdm(total=len(items), desc="execute", unit="prog", file=sys.stderr, disable=None)
     passed = 0
 
@@ -305,7 +329,7 @@ def _execute(
             started = time.monotonic()
             results = executor.execute_many(items, on_result=on_result)
             return results, time.monotonic() - started
-        except BATCH_ERRORS as exc:  # only with --via
+        except _batch_errors(config) as exc:  # only with --via
             raise CommandError(f"--via: {exc}", exit_code=SANDBOX_UNAVAILABLE) from None
         finally:
             _close(executor)
@@ -333,14 +357,19 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(config, ExecutorConfig) and config.sandbox.backend == "process":
         sys.stderr.write(PROCESS_WARNING)
     log.debug("resolved executor configuration:\n%s", dump_config(config))
-    try:
-        problems = load_problems_by_id(args.problems)
-        samples = read_samples(args.samples, problems)
-    except (ProblemFormatError, SampleFormatError) as exc:
-        raise CommandError(str(exc)) from None
-    _check_out(args.out, args.samples)
+    # The sandboxes boot (hundreds of milliseconds, mostly waiting on Docker) while the inputs load.
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="start") as starter:
+        starting = starter.submit(_start, config)
+        try:
+            problems = load_problems_by_id(args.problems)
+            samples = read_samples(args.samples, problems)
+            _check_out(args.out, args.samples)
+        except (ProblemFormatError, SampleFormatError, CommandError) as exc:
+            starting.add_done_callback(lambda done: done.exception() or _close(done.result()))
+            raise CommandError(str(exc), getattr(exc, "exit_code", 2)) from None
+        executor = starting.result()
     items = [ExecutionItem(problems[s.task_id], s.program, args.which) for s in samples]
-    results, elapsed = _execute(config, items)
+    results, elapsed = _execute(config, executor, items)
     write_jsonl_atomic(args.out, (result_record(s, r) for s, r in zip(samples, results, strict=True)))
     summary = summarize([s.task_id for s in samples], results, elapsed_s=elapsed)
     sys.stdout.write(format_summary(summary) + "\n")

@@ -23,6 +23,10 @@ class SandboxConfig(BaseModel):
     """memory cap of each container (whole process tree; swap disabled)"""
     container_cpus: float = Field(default=1.0, gt=0)
     """CPU share of each container"""
+    pin_cpus: bool = True
+    """pin each sandbox to one core, round robin over the engine's cores: a program and its test
+    runner talk in lockstep, and a wake-up on the same core costs about a tenth of one across
+    cores (measured on a 2-core VM: 2.4 us against 25 us of CPU per message)"""
     pids_limit: int = Field(default=64, ge=8)
     """processes and threads per container"""
     tmpfs_mb: int = Field(default=64, ge=1)

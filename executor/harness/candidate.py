@@ -12,6 +12,7 @@ outputs and test code never enter this process.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
 import linecache
 import math
@@ -37,8 +38,11 @@ def start(limits: dict[str, Any], fds: list[int], workdir: str, separated: bool)
     try:
         if separated:
             privileges.become_program()
+        else:  # the process backend: the file may not be ours to write
+            with contextlib.suppress(OSError):
+                privileges.raise_oom_score()
         _isolate(limits, fds, workdir)
-        code = _run(wire.read_frame(CONTROL_FD) or {})
+        code = _run(wire.read_frame(CONTROL_FD, strict=False) or {})  # from the server
     except BaseException:
         try:
             os.write(2, traceback.format_exc().encode("utf-8", "replace"))
@@ -49,30 +53,14 @@ def start(limits: dict[str, Any], fds: list[int], workdir: str, separated: bool)
         os._exit(code)
 
 
-def _isolate(limits: dict[str, Any], fds: list[int], workdir: str) -> None:
-    os.setsid()
-    for target, source in enumerate(fds):
-        os.dup2(source, target)
-    os.closerange(len(fds), 1 << 16)
-    os.chdir(workdir)
-    os.umask(0o077)
+def prepare_interpreter(workdir: str) -> None:
+    """In the zygote, once: the environment, argv and standard streams every program starts
+    with. The streams wrap descriptors 0, 1 and 2, which each child points at its own pipes, so
+    children reuse these objects instead of building them (each object a forked child builds or
+    touches costs it copy-on-write page faults)."""
     os.environ.clear()
     os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "LANG": "C.UTF-8"})
-    cpu = max(1, math.ceil(float(limits.get("cpu_s", 4))))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    memory = int(limits.get("memory_bytes", 0))
-    if memory > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    file_bytes = int(limits.get("file_bytes", 64 << 20))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
-    nofile = int(limits.get("open_files", 256))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    try:  # make the OOM killer pick the candidate, never the harness
-        with open("/proc/self/oom_score_adj", "w") as handle:
-            handle.write("1000")
-    except OSError:
-        pass
+    sys.argv = ["solution.py"]
     sys.stdin = sys.__stdin__ = io.TextIOWrapper(
         io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="surrogateescape"
     )
@@ -85,7 +73,25 @@ def _isolate(limits: dict[str, Any], fds: list[int], workdir: str) -> None:
         errors="backslashreplace",
         line_buffering=True,
     )
-    sys.argv = ["solution.py"]
+
+
+def _isolate(limits: dict[str, Any], fds: list[int], workdir: str) -> None:
+    os.setsid()
+    for target, source in enumerate(fds):
+        os.dup2(source, target)
+    os.closerange(len(fds), 1 << 16)
+    os.chdir(workdir)
+    os.umask(0o077)
+    cpu = max(1, math.ceil(float(limits.get("cpu_s", 4))))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    memory = int(limits.get("memory_bytes", 0))
+    if memory > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    file_bytes = int(limits.get("file_bytes", 64 << 20))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
+    nofile = int(limits.get("open_files", 256))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 def _flush_std_streams() -> None:
@@ -218,7 +224,7 @@ def _resolve(namespace: dict[str, Any], name: str) -> Any:
 
 def _serve(namespace: dict[str, Any]) -> int:
     while True:
-        request = wire.read_frame(CONTROL_FD)
+        request = wire.read_frame(CONTROL_FD, strict=False)  # from the runner or the server
         if request is None:
             return 0
         try:

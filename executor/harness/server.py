@@ -50,7 +50,7 @@ JANITOR_TIMEOUT_S = 5.0
 class Server:
     def __init__(self, contained: bool, workroot: str, with_numpy: bool) -> None:
         self.contained, self.with_numpy = contained, with_numpy
-        self.separated = privileges.become_harness() if contained else False
+        self.separated = contained and privileges.can_separate()
         self.non_dumpable = sysutil.make_non_dumpable()
         sysutil.make_subreaper()  # outside a container, orphans must come to us, not the host's init
         sysutil.ignore_harness_signals()
@@ -59,9 +59,9 @@ class Server:
         self.statuses: dict[int, tuple[int, float, int]] = {}
         self.jobs_run = 0
         self.tasks = sysutil.cgroup_tasks() if contained else None
-        self._start_zygote()
+        self._start_zygote()  # while still root: the zygote keeps root, see privileges.py
         if self.separated:
-            privileges.set_capabilities(privileges.SERVER_CAPS)
+            privileges.become_harness()
         self.meter = sysutil.JobCpu(self.zygote_pid, contained)
         self.runner_pid: int | None = None
         self._start_runner()
@@ -157,7 +157,8 @@ class Server:
         ours.setblocking(False)
         self.runner_sock, self.runner_pid, self.runner_jobs = ours, pid, 0
         self.runner_frames = wire.FrameBuffer(1 << 20)
-        self.fingerprints_runner = sysutil.fingerprint(pid)
+        self.runner_fingerprint: tuple[object, ...] | None = None  # as its last job left it
+        self.runner_memory = -1  # the memory limit of its last job (it sets its own to twice that)
 
     @property
     def runner_alive(self) -> bool:
@@ -345,8 +346,12 @@ class Server:
         for pid, before in self.fingerprints.items():
             if sysutil.fingerprint(pid) != before:
                 problems.append(f"limits, priority, scheduling or affinity of harness process {pid} changed")
-        if self.runner_alive and sysutil.fingerprint(self.runner_pid) != self.fingerprints_runner:
-            self._lose_runner()  # replaced below, whatever changed it
+        if self.runner_alive and job.mode == "assert":
+            # The runner sets its own memory limit per job: compare with how the last job left it.
+            now, memory = sysutil.fingerprint(self.runner_pid), job.limits["memory_bytes"]
+            if now != self.runner_fingerprint and memory == self.runner_memory:
+                self._lose_runner()  # replaced below, whatever changed it
+            self.runner_fingerprint, self.runner_memory = now, memory
         if not self.runner_alive or self.runner_jobs >= runner.MAX_JOBS:
             self._lose_runner()
             sysutil.reap_any(self.statuses)

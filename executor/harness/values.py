@@ -59,16 +59,23 @@ class Unsupported:
         return f"<unsupported {self.type_name}>"
 
 
-class _Budget:
-    __slots__ = ("nodes",)
+class Budget:
+    """Elements seen so far (bounded by MAX_NODES), and how many were unsupported."""
+
+    __slots__ = ("nodes", "unsupported")
 
     def __init__(self) -> None:
         self.nodes = 0
+        self.unsupported = 0
 
-    def spend(self) -> None:
-        self.nodes += 1
+    def spend(self, count: int = 1) -> None:
+        self.nodes += count
         if self.nodes > MAX_NODES:
             raise ValueError(f"value has more than {MAX_NODES} elements")
+
+
+_JSON_SCALARS = (str, bool, type(None))
+_DECODED_AS_IS = (str, bool, type(None), int, float)
 
 
 _numpy_scalar_types: frozenset[type] | None = None
@@ -92,9 +99,22 @@ def _numpy_plain(value: Any) -> tuple[bool, Any]:
     return False, None
 
 
-def encode(value: Any, depth: int = 0, budget: _Budget | None = None) -> Any:
+def _encode_items(items: Any, depth: int, budget: Budget) -> list[Any]:
+    """The items of a list or tuple; scalars that JSON carries as they are skip the recursion."""
+    out = []
+    for item in items:
+        kind = type(item)
+        if kind in _JSON_SCALARS or (kind is int and -_SAFE_INT < item < _SAFE_INT):
+            out.append(item)
+        else:
+            out.append(encode(item, depth + 1, budget))
+    budget.spend(len(out))
+    return out
+
+
+def encode(value: Any, depth: int = 0, budget: Budget | None = None) -> Any:
     """Encode plain data; see the module docstring. Raises ValueError past the depth/size limits."""
-    budget = budget or _Budget()
+    budget = budget or Budget()
     budget.spend()
     if depth > MAX_DEPTH:
         raise ValueError(f"value nested deeper than {MAX_DEPTH} levels")
@@ -105,6 +125,7 @@ def encode(value: Any, depth: int = 0, budget: _Budget | None = None) -> Any:
         if -_SAFE_INT < value < _SAFE_INT:
             return value
         if value.bit_length() > MAX_INT_DIGITS * 3.33:
+            budget.unsupported += 1
             return {"$unsupported": f"int of more than {MAX_INT_DIGITS} digits"}
         return {"$int": _int_digits(value)}
     if kind is float:
@@ -112,9 +133,9 @@ def encode(value: Any, depth: int = 0, budget: _Budget | None = None) -> Any:
             return value
         return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
     if kind is list:
-        return [encode(item, depth + 1, budget) for item in value]
+        return _encode_items(value, depth, budget)
     if kind is tuple:
-        return {"$tuple": [encode(item, depth + 1, budget) for item in value]}
+        return {"$tuple": _encode_items(value, depth, budget)}
     if kind is dict:
         return {
             "$dict": [[encode(k, depth + 1, budget), encode(v, depth + 1, budget)] for k, v in value.items()]
@@ -141,7 +162,7 @@ _SCALAR_BASES = (
 )
 
 
-def _encode_subclass(value: Any, kind: type, depth: int, budget: _Budget) -> Any:
+def _encode_subclass(value: Any, kind: type, depth: int, budget: Budget) -> Any:
     """A subclass of a built-in type, read through the base type's C methods (no program code)."""
     for base, read in _SCALAR_BASES:
         if issubclass(kind, base):
@@ -164,6 +185,7 @@ def _encode_subclass(value: Any, kind: type, depth: int, budget: _Budget) -> Any
     for base, tag in ((set, "$set"), (frozenset, "$frozenset")):
         if issubclass(kind, base):
             return {tag: [encode(item, depth + 1, budget) for item in base.__iter__(value)]}
+    budget.unsupported += 1
     return {"$unsupported": _type_name(kind)}
 
 
@@ -198,9 +220,9 @@ def _type_name(kind: type) -> str:
     return str(name)[:100]
 
 
-def decode(data: Any, depth: int = 0, budget: _Budget | None = None) -> Any:
+def decode(data: Any, depth: int = 0, budget: Budget | None = None) -> Any:
     """Inverse of encode, strict: raises ValueError on anything encode cannot produce."""
-    budget = budget or _Budget()
+    budget = budget or Budget()
     budget.spend()
     if depth > MAX_DEPTH + 2:
         raise ValueError("value nested too deeply")
@@ -210,14 +232,16 @@ def decode(data: Any, depth: int = 0, budget: _Budget | None = None) -> Any:
     if kind is int:
         return data
     if kind is list:
-        return [decode(item, depth + 1, budget) for item in data]
+        out = [item if type(item) in _DECODED_AS_IS else decode(item, depth + 1, budget) for item in data]
+        budget.spend(len(out))
+        return out
     if kind is not dict or len(data) != 1:
         raise ValueError(f"not a tagged value: {str(data)[:80]}")
     ((tag, payload),) = data.items()
     return _decode_tagged(tag, payload, depth, budget)
 
 
-def _decode_tagged(tag: str, payload: Any, depth: int, budget: _Budget) -> Any:
+def _decode_tagged(tag: str, payload: Any, depth: int, budget: Budget) -> Any:
     if tag == "$int":
         if type(payload) is not str or not payload.lstrip("-").isdigit():
             raise ValueError("bad $int")
@@ -274,7 +298,7 @@ _MAPPINGS: dict[str, Callable[[list[tuple[Any, Any]]], Any]] = {
 _namedtuple_types: dict[tuple[str, tuple[str, ...]], type] = {}
 
 
-def _decode_namedtuple(payload: list[Any], depth: int, budget: _Budget) -> tuple[Any, ...]:
+def _decode_namedtuple(payload: list[Any], depth: int, budget: Budget) -> tuple[Any, ...]:
     """A namedtuple rebuilt as the standard library makes one, from its type name and fields."""
     if len(payload) != 3 or type(payload[0]) is not str or type(payload[1]) is not list:
         raise ValueError("bad $namedtuple")

@@ -3,9 +3,9 @@ forks the processes that run programs (about a millisecond each instead of tens 
 interpreter).
 
 Because it never held job data, a candidate forked from it cannot find test code, expected
-outputs or earlier programs in its inherited memory. It runs under the harness uid, keeps only
-CAP_SETUID/CAP_SETGID (each child gives up both, and its uid, before anything else runs: see
-privileges.py) and is non-dumpable, so a program can neither signal, trace nor prlimit it.
+outputs or earlier programs in its inherited memory. It stays root with only CAP_SETUID/SETGID
+(each child gives up root, and with it both, before anything else runs: see privileges.py) and
+is non-dumpable, so a program (another uid) can neither signal, trace nor prlimit it.
 
 Protocol on its SOCK_SEQPACKET socket:
   {"op": "run", "limits", "workdir"} + 4 fds (stdin, stdout, stderr, control) -> {"pid"}: a candidate;
@@ -60,8 +60,9 @@ def main(sock: socket.socket, with_numpy: bool, separated: bool, layout: cleanup
     sysutil.make_non_dumpable()
     sysutil.ignore_harness_signals()
     if separated:
-        privileges.set_capabilities(privileges.ZYGOTE_CAPS)
+        privileges.enter_zygote()
     preload(with_numpy)
+    candidate.prepare_interpreter(layout.workdir)  # what every program starts with, made once
     gc.freeze()  # preloaded objects stay out of later collections: fewer copy-on-write faults
     sock.send(json.dumps({"ready": True}).encode())
     statuses: dict[int, tuple[int, float, int]] = {}

@@ -93,7 +93,7 @@ class ProcessConnection(Connection):
     processes and working directories, but NOT the container's isolation: the program shares
     the host's filesystem, network and user, and daemons that leave the session survive."""
 
-    def __init__(self, config: SandboxConfig) -> None:
+    def __init__(self, config: SandboxConfig, core: int | None = None) -> None:
         super().__init__()
         self._workroot = tempfile.mkdtemp(prefix="coderl-sandbox-")
         env = {
@@ -111,6 +111,7 @@ class ProcessConnection(Connection):
             stdout=subprocess.PIPE,
             env=env,
             start_new_session=True,
+            preexec_fn=None if core is None else lambda: os.sched_setaffinity(0, {core}),
         )
         assert self._process.stdout is not None and self._process.stdin is not None
         self._out = self._process.stdout.fileno()
@@ -147,7 +148,7 @@ class DockerConnection(Connection):
 
     LABEL = "org.coderl.sandbox"
 
-    def __init__(self, client: Any, config: SandboxConfig, owner: str) -> None:
+    def __init__(self, client: Any, config: SandboxConfig, owner: str, core: int | None = None) -> None:
         super().__init__()
         import docker
 
@@ -171,6 +172,7 @@ class DockerConnection(Connection):
             mem_limit=f"{config.container_memory_mb}m",
             memswap_limit=f"{config.container_memory_mb}m",
             nano_cpus=int(config.container_cpus * 1e9),
+            cpuset_cpus=None if core is None else str(core),
             shm_size="16m",
             ipc_mode="private",
             environment={"CODERL_PRELOAD_NUMPY": str(int(config.preload_numpy))},

@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 
 
 class Sandbox:
-    """One sandbox server and its run count."""
+    """One sandbox server, the core it is pinned to (None: not pinned) and its run count."""
 
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
+    def __init__(self, connection: Connection, core: int | None) -> None:
+        self.connection, self.core = connection, core
         self.runs = 0
 
     def run(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -58,7 +58,9 @@ class SandboxPool:
                 "sandbox backend 'process' is WEAKER than 'docker': programs share this host's "
                 "filesystem, network and user, and escaped daemons survive. Use it only for trusted code."
             )
-        starters = [threading.Thread(target=self._add_new) for _ in range(size)]
+        self.cores = self._cores() if config.pin_cpus else []
+        slots = [self.cores[i % len(self.cores)] if self.cores else None for i in range(size)]
+        starters = [threading.Thread(target=self._add_new, args=(core,)) for core in slots]
         for thread in starters:
             thread.start()
         for thread in starters:
@@ -83,14 +85,21 @@ class SandboxPool:
                 "rebuild it with deploy/build-images.sh (or set sandbox.check_harness_digest=false)"
             )
 
-    def _connect(self) -> Connection:
+    def _cores(self) -> list[int]:
+        """The cores sandboxes are pinned to, round robin: the Docker engine's (its host's),
+        or this process's on the process backend."""
         if self.config.backend == "docker":
-            return DockerConnection(self._client, self.config, self.owner)
-        return ProcessConnection(self.config)
+            return list(range(int(self._client.info().get("NCPU") or 1)))
+        return sorted(os.sched_getaffinity(0))
 
-    def _add_new(self) -> None:
+    def _connect(self, core: int | None) -> Connection:
+        if self.config.backend == "docker":
+            return DockerConnection(self._client, self.config, self.owner, core)
+        return ProcessConnection(self.config, core)
+
+    def _add_new(self, core: int | None) -> None:
         try:
-            self._idle.put(Sandbox(self._connect()))
+            self._idle.put(Sandbox(self._connect(core), core))
             self.counters["sandboxes_started"] += 1
         except Exception as exc:  # noqa: BLE001 - counted; the caller decides
             log.error("could not start a sandbox: %s", exc)
@@ -112,7 +121,7 @@ class SandboxPool:
         if self._closed:
             return
         try:
-            self._idle.put(Sandbox(self._connect()))
+            self._idle.put(Sandbox(self._connect(box.core), box.core))
         except Exception as exc:
             log.error("could not replace a sandbox: %s", exc)
             self.counters["sandbox_start_failures"] += 1
