@@ -36,8 +36,10 @@ class SandboxConfig(BaseModel):
     start_timeout_s: float = Field(default=30.0, gt=0)
     check_harness_digest: bool = True
     """refuse an image built from different harness code than this checkout's"""
-    preload_numpy: bool = True
-    """import numpy in the zygote so programs that use it start fast"""
+    preload_numpy: bool = False
+    """import numpy in the zygote, so a program that uses it does not spend ~70 ms importing it;
+    off by default: a zygote holding numpy makes every program's fork ~0.5 ms dearer and every
+    sandbox start ~70 ms slower, and few programs use numpy (APPS's ``np`` loads on first use)"""
 
 
 class LimitsConfig(BaseModel):

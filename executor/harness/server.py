@@ -244,6 +244,7 @@ class Server:
         }
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
+        clock = [time.perf_counter()]  # the server's own phases, for profiling (reply "phases_ms")
         self.jobs_run += 1
         oom_before = sysutil.oom_kill_count()
         job = Job(request, self.layout.workdir, self.jobs_run)
@@ -255,8 +256,10 @@ class Server:
                 self.runner_alive and job.hand_channel_to_runner(self.runner_sock)
             ):
                 self._lose_runner()
+            clock.append(time.perf_counter())
             job.loop(pid, self)
         finally:
+            clock.append(time.perf_counter())
             job.stop_reason = job.stop_reason or "finished"
             if job.killed_for is None:
                 self._let_candidate_exit(job)
@@ -267,6 +270,7 @@ class Server:
                 self._settle_runner(job)
             job.cpu_s = max(self.meter.job_cpu_s(job.candidate_pid), (job.candidate_status or (0, 0.0, 0))[1])
             job.close_all()
+            clock.append(time.perf_counter())
         oom_after = sysutil.oom_kill_count()
         result = job.result()
         result["oom_killed"] = oom_before is not None and oom_after is not None and oom_after > oom_before
@@ -274,6 +278,9 @@ class Server:
             result["contamination"] = self._after_job(job)
         except Exception as exc:  # cleanup must never take PID 1 down: report, get recycled
             result["contamination"] = [f"cleanup failed: {type(exc).__name__}: {exc}"[:500]]
+        clock.append(time.perf_counter())
+        phases = zip(("start", "run", "stop", "check"), clock[:-1], clock[1:], strict=True)
+        result["phases_ms"] = {name: round(1000 * (b - a), 3) for name, a, b in phases}
         return result
 
     def _spawn_candidate(self, job: Job) -> int:
@@ -391,7 +398,7 @@ def _detach_from_host_channel() -> None:
 def main() -> None:
     contained = os.getpid() == 1
     workroot = os.environ.get("CODERL_WORKROOT") or "/tmp"
-    with_numpy = os.environ.get("CODERL_PRELOAD_NUMPY", "1") == "1"
+    with_numpy = os.environ.get("CODERL_PRELOAD_NUMPY", "0") == "1"
     server = Server(contained, workroot, with_numpy)
     wire.write_frame(1, {"ready": True, **server.describe()})
     server.serve()

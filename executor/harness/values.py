@@ -8,8 +8,9 @@ part, read with the base type's own C methods (``int.__int__``, ``list.__iter__`
 ``dict.items``...), so an overridden ``__eq__``, ``__iter__`` or ``__getitem__`` never runs and
 what arrives on the trusted side is plain data. Counter, OrderedDict, deque and namedtuples keep
 a tag, so the test runner can rebuild them as the standard library's own types (a test may call
-``.most_common()`` or read ``.x``). numpy scalars and arrays become Python numbers and lists.
-Anything else is sent as ``{"$unsupported": type name}``.
+``.most_common()`` or read ``.x``). numpy scalars and arrays become Python numbers and lists; a
+Fraction or Decimal becomes the int it equals, else the nearest float. Anything else is sent as
+``{"$unsupported": type name}``.
 
 Decoding (``decode``) runs in the test runner, inside the sandbox, and is strict: unknown tags,
 excessive depth or size raise ``ValueError``. The host never uses it: it decodes with
@@ -148,9 +149,28 @@ def encode(value: Any, depth: int = 0, budget: Budget | None = None) -> Any:
     if kind is complex:
         return {"$complex": [encode(value.real, depth + 1, budget), encode(value.imag, depth + 1, budget)]}
     converted, plain = _numpy_plain(value)
+    if not converted:
+        converted, plain = _exact_number(value)
     if converted:
         return encode(plain, depth + 1, budget)
     return _encode_subclass(value, kind, depth, budget)
+
+
+def _exact_number(value: Any) -> tuple[bool, Any]:
+    """A Fraction or Decimal (exact types only) as the int it equals, else as the nearest float:
+    ``Fraction(1, 2) == 0.5`` in Python, and a test or an expected value may count on it."""
+    kind = type(value)
+    for module, name in (("fractions", "Fraction"), ("decimal", "Decimal")):
+        loaded = sys.modules.get(module)
+        if loaded is not None and kind is getattr(loaded, name, None):
+            try:
+                if kind.__name__ == "Decimal" and not value.is_finite():
+                    return True, float(value)
+                integral = value == int(value)
+                return True, int(value) if integral else float(value)
+            except (ArithmeticError, ValueError):  # a float cannot hold it
+                return False, None
+    return False, None
 
 
 _SCALAR_BASES = (

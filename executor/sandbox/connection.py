@@ -54,7 +54,7 @@ class Connection:
     def _receive_raw(self, timeout: float) -> bytes:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self, force: bool = True) -> None:
         raise NotImplementedError
 
     def _next_frame(self, deadline: float) -> dict[str, Any]:
@@ -128,7 +128,7 @@ class ProcessConnection(Connection):
             raise SandboxFault("sandbox did not answer in time")
         return os.read(self._out, 1 << 20)
 
-    def close(self) -> None:
+    def close(self, force: bool = True) -> None:
         try:
             os.killpg(self._process.pid, 9)
         except ProcessLookupError:
@@ -178,6 +178,7 @@ class DockerConnection(Connection):
             environment={"CODERL_PRELOAD_NUMPY": str(int(config.preload_numpy))},
             ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
             labels={self.LABEL: "1", f"{self.LABEL}.owner": owner},
+            auto_remove=True,  # gone once its PID 1 exits (on an "exit" frame, or EOF)
         )
         try:
             attached = self.container.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1})
@@ -222,15 +223,19 @@ class DockerConnection(Connection):
                 out += body
         return bytes(out)
 
-    def close(self) -> None:
+    def close(self, force: bool = True) -> None:
+        """Tell the harness to exit, which ends the container, which then removes itself.
+        ``force`` (a sandbox that misbehaved) also removes it from here, in the background: removal
+        can take a while, and the caller never waits for it."""
         try:
             if hasattr(self, "_sock"):
+                if not force:
+                    self._sock.sendall(wire.encode_frame({"op": "exit"}))
                 self._sock.close()
         except OSError:
             pass
-        container = self.container
-        # Removal can take a while; never make the caller wait for it.
-        threading.Thread(target=_remove_quietly, args=(container,), daemon=True).start()
+        if force:
+            threading.Thread(target=_remove_quietly, args=(self.container,), daemon=True).start()
 
 
 def _remove_quietly(container: Any) -> None:

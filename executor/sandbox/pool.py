@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import random
 import threading
 import uuid
 from collections import Counter
@@ -86,11 +87,20 @@ class SandboxPool:
             )
 
     def _cores(self) -> list[int]:
-        """The cores sandboxes are pinned to, round robin: the Docker engine's (its host's),
-        or this process's on the process backend."""
-        if self.config.backend == "docker":
-            return list(range(int(self._client.info().get("NCPU") or 1)))
-        return sorted(os.sched_getaffinity(0))
+        """The cores to pin this pool's sandboxes to, in the order to use them: the Docker
+        engine's (its host's) cores, those holding the fewest sandboxes of other pools first (ties
+        in random order, so pools that start together spread out); on the process backend, this
+        process's cores."""
+        if self.config.backend != "docker":
+            return sorted(os.sched_getaffinity(0))
+        cores = list(range(int(self._client.info().get("NCPU") or 1)))
+        load = dict.fromkeys(cores, 0)
+        for container in self._client.containers.list(filters={"label": DockerConnection.LABEL}):
+            pinned = (container.attrs.get("HostConfig") or {}).get("CpusetCpus") or ""
+            if pinned.isdigit() and int(pinned) in load:
+                load[int(pinned)] += 1
+        random.shuffle(cores)
+        return sorted(cores, key=load.__getitem__)
 
     def _connect(self, core: int | None) -> Connection:
         if self.config.backend == "docker":
@@ -129,13 +139,17 @@ class SandboxPool:
                 raise SandboxUnavailable(f"no sandbox available: {exc}") from exc
 
     def close(self) -> None:
+        """Idle sandboxes get EOF and remove themselves (auto-remove); only when some were busy
+        (an interrupted batch) are this pool's containers removed by force, here."""
         self._closed = True
+        idle = 0
         while True:
             try:
-                self._idle.get_nowait().connection.close()
+                self._idle.get_nowait().connection.close(force=False)
+                idle += 1
             except queue.Empty:
                 break
-        if self._client is not None:
+        if self._client is not None and idle < self.size:
             remove_stale_containers(self._client, self.owner)
 
 

@@ -11,7 +11,7 @@ calls are refused wholesale):
     ENOSYS, so C libraries fall back to the filtered ``clone``), no mount, no ptrace or
     cross-process memory access (``process_vm_*``, ``kcmp``, ``pidfd_getfd``), no io_uring, no
     Linux AIO, no BPF, perf events, userfaultfd, kernel keyrings, fanotify, landlock, module or
-    kexec calls, no ``personality`` beyond the default, no clock or host-name changes;
+    kexec calls, no ``personality`` but the default and the query, no clock or host-name changes;
   - refused calls fail with EPERM, never kill the program (so its verdict is its own error);
     ``clone3`` fails with ENOSYS, which C libraries take for an older kernel and fall back to
     ``clone`` (EPERM would make every new thread fail).
@@ -35,7 +35,7 @@ AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 SOCKET_FAMILIES = (AF_UNIX, AF_INET, AF_INET6)
 # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET: no namespace may be created.
 CLONE_NAMESPACE_FLAGS = 0x7E020000
-PERSONALITY_DEFAULT = 0x0
+PERSONALITY_DEFAULT, PERSONALITY_QUERY = 0x0, 0xFFFFFFFF
 
 ALLOWED = {
     "processes and threads": """
@@ -105,7 +105,7 @@ def profile() -> dict[str, Any]:
     syscalls: list[dict[str, Any]] = [{"names": allowed_syscalls(), "action": "SCMP_ACT_ALLOW"}]
     syscalls += _only("socket", 0, SOCKET_FAMILIES)
     syscalls += _only("socketpair", 0, (AF_UNIX,))
-    syscalls += _only("personality", 0, (PERSONALITY_DEFAULT,))
+    syscalls += _only("personality", 0, (PERSONALITY_DEFAULT, PERSONALITY_QUERY))
     syscalls.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS})
     syscalls.append(
         {

@@ -288,6 +288,30 @@ def test_h5_correct_programs_pass(executor, problem, program):
     assert res.verdict == V.PASSED, res
 
 
+APPS_CALL = Problem(
+    task_id="apps-sum",
+    statement="",
+    source="apps",
+    fn_name="total",
+    hidden_tests=[TestCase(kind="call", args=[[1, 2, 3]], expected=6)],
+)
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        "def total(xs):\n    return int(np.sum(np.array(xs)))\n",
+        "import sys\ndef total(xs):\n    return sum(xs) if 'numpy' not in sys.modules else -1\n",
+        "import numpy\ndef total(xs):\n    return int(numpy.asarray(xs).sum())\n",
+    ],
+    ids=["uses-np", "never-touches-np", "imports-numpy"],
+)
+def test_h5_apps_programs_get_np_when_they_use_it(executor, program):
+    # APPS's header imports numpy as np for every program: here np loads on first use.
+    res = executor.execute(APPS_CALL, program)
+    assert res.verdict == V.PASSED, res
+
+
 # The program's own __eq__ never decides: a list subclass claiming equality is judged by its contents.
 LIAR = "class L(list):\n    def __eq__(self, other):\n        return True\ndef value():\n    return L([9])\n"
 

@@ -361,3 +361,18 @@ def test_a_forged_namedtuple_is_refused() -> None:
         decode({"$namedtuple": ["P", ["x", "y"], [1]]})
     with pytest.raises(ValueError):
         decode({"$namedtuple": ["P", ["_x"], [1]]})
+
+
+def test_fractions_and_decimals_cross_as_the_number_they_equal() -> None:
+    from decimal import Decimal
+    from fractions import Fraction
+
+    assert encode(Fraction(1, 2)) == 0.5 and encode(Fraction(6, 3)) == 2
+    assert encode(Decimal("2.50")) == 2.5 and encode(Decimal("7")) == 7
+    assert encode(Decimal("-Infinity")) == {"$float": "-inf"}
+    assert encode(Fraction(10**400, 3)) == {"$unsupported": "Fraction"}  # no float holds it
+
+    class MyFraction(Fraction):
+        pass
+
+    assert encode(MyFraction(1, 2)) == {"$unsupported": "MyFraction"}  # exact types only
