@@ -17,15 +17,14 @@ malformed data raise ValueError, which the judge turns into a wrong answer).
 
 from __future__ import annotations
 
-import base64
 import math
-import sys
 from dataclasses import dataclass
 from typing import Any
 
+from executor.harness import values
+
 MAX_DEPTH = 202
 MAX_NODES = 2_000_000
-MAX_INT_DIGITS = 100_000
 _DICT_TAGS = ("$dict", "$counter", "$odict")
 _SEQUENCE_TAGS = ("$tuple", "$deque")
 
@@ -51,16 +50,8 @@ class DictValue:
         return len(self.pairs)
 
 
-class Unsupported:
-    """A value of a type that may not cross (``{"$unsupported": name}``); equal to nothing."""
-
-    __slots__ = ("type_name",)
-
-    def __init__(self, type_name: str) -> None:
-        self.type_name = type_name
-
-    def __repr__(self) -> str:
-        return f"<unsupported {self.type_name}>"
+Unsupported = values.Unsupported
+"""a value of a type that may not cross (``{"$unsupported": name}``); equal to nothing"""
 
 
 class _Budget:
@@ -96,8 +87,8 @@ def _decode(data: Any, depth: int, budget: _Budget) -> Any:
     if kind is not dict or len(data) != 1:
         raise ValueError(f"not a tagged value: {str(data)[:80]}")
     ((tag, payload),) = data.items()
-    scalar = _decode_scalar(tag, payload)
-    if scalar is not _NOT_SCALAR:
+    scalar = values.decode_scalar(tag, payload)
+    if scalar is not values.NOT_SCALAR:
         return scalar
     if type(payload) is not list:
         raise ValueError(f"bad payload for {tag}")
@@ -124,9 +115,6 @@ def _decode(data: Any, depth: int, budget: _Budget) -> Any:
     raise ValueError(f"unknown tag {tag!r}")
 
 
-_NOT_SCALAR = object()
-
-
 def _require_hashable(value: Any, tag: str) -> None:
     """What Python could not put in a set or use as a key cannot arrive as one: malformed."""
     kind = type(value)
@@ -149,29 +137,6 @@ def type_label(value: Any) -> str:
     if kind is Unsupported:
         return value.type_name
     return kind.__name__
-
-
-def _decode_scalar(tag: str, payload: Any) -> Any:
-    if tag == "$int":
-        if type(payload) is not str or not payload.lstrip("-").isdigit():
-            raise ValueError("bad $int")
-        if len(payload) > MAX_INT_DIGITS + 1:
-            raise ValueError(f"$int longer than {MAX_INT_DIGITS} digits")
-        limit = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)
-        try:
-            return int(payload)
-        finally:
-            sys.set_int_max_str_digits(limit)
-    if tag == "$float":
-        if payload not in ("nan", "inf", "-inf"):
-            raise ValueError("bad $float")
-        return float(payload)
-    if tag == "$unsupported":
-        return Unsupported(str(payload)[:100])
-    if tag == "$bytes":
-        return base64.b64decode(str(payload), validate=True)
-    return _NOT_SCALAR
 
 
 class Unhashable(ValueError):

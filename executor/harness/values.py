@@ -261,7 +261,12 @@ def decode(data: Any, depth: int = 0, budget: Budget | None = None) -> Any:
     return _decode_tagged(tag, payload, depth, budget)
 
 
-def _decode_tagged(tag: str, payload: Any, depth: int, budget: Budget) -> Any:
+NOT_SCALAR = object()
+
+
+def decode_scalar(tag: str, payload: Any) -> Any:
+    """The value of a scalar tag ($int, $float, $unsupported, $bytes); NOT_SCALAR for the others.
+    Shared with the host's decoder (executor/plain.py)."""
     if tag == "$int":
         if type(payload) is not str or not payload.lstrip("-").isdigit():
             raise ValueError("bad $int")
@@ -281,6 +286,13 @@ def _decode_tagged(tag: str, payload: Any, depth: int, budget: Budget) -> Any:
         return Unsupported(str(payload)[:100])
     if tag == "$bytes":
         return base64.b64decode(str(payload), validate=True)
+    return NOT_SCALAR
+
+
+def _decode_tagged(tag: str, payload: Any, depth: int, budget: Budget) -> Any:
+    scalar = decode_scalar(tag, payload)
+    if scalar is not NOT_SCALAR:
+        return scalar
     if type(payload) is not list:
         raise ValueError(f"bad payload for {tag}")
     if tag in _MAPPINGS:

@@ -147,6 +147,7 @@ class DockerConnection(Connection):
     """A long-lived hardened container whose PID 1 is the harness server (see server.py)."""
 
     LABEL = "org.coderl.sandbox"
+    CORE_LABEL = "org.coderl.sandbox.core"
 
     def __init__(self, client: Any, config: SandboxConfig, owner: str, core: int | None = None) -> None:
         super().__init__()
@@ -154,20 +155,16 @@ class DockerConnection(Connection):
 
         self._client = client
         self._demux = bytearray()
-        self.container = client.containers.create(
-            config.image,
-            stdin_open=True,
-            tty=False,
-            detach=True,
+        api = client.api
+        host_config = api.create_host_config(
             network_mode="none",
             read_only=True,
             tmpfs={"/tmp": f"size={config.tmpfs_mb}m,mode=1777"},
             # Root in the container only long enough for PID 1 to split into the harness uid and the
-            # program uid (executor/harness/privileges.py); these three capabilities are all it keeps.
+            # program uid (executor/harness/privileges.py); these four capabilities are all it keeps.
             cap_drop=["ALL"],
             cap_add=list(SANDBOX_CAPABILITIES),
             security_opt=["no-new-privileges", f"seccomp={seccomp.profile_json()}"],
-            user="0:0",
             pids_limit=config.pids_limit,
             mem_limit=f"{config.container_memory_mb}m",
             memswap_limit=f"{config.container_memory_mb}m",
@@ -175,11 +172,29 @@ class DockerConnection(Connection):
             cpuset_cpus=None if core is None else str(core),
             shm_size="16m",
             ipc_mode="private",
-            environment={"CODERL_PRELOAD_NUMPY": str(int(config.preload_numpy))},
             ulimits=[docker.types.Ulimit(name="core", soft=0, hard=0)],
-            labels={self.LABEL: "1", f"{self.LABEL}.owner": owner},
-            auto_remove=True,  # gone once its PID 1 exits (on an "exit" frame, or EOF)
+            auto_remove=True,  # gone once its PID 1 exits
         )
+        container_config = api.create_container_config(
+            config.image,
+            None,
+            stdin_open=True,
+            tty=False,
+            detach=True,
+            user="0:0",
+            environment={"CODERL_PRELOAD_NUMPY": str(int(config.preload_numpy))},
+            labels={
+                self.LABEL: "1",
+                f"{self.LABEL}.owner": owner,
+                self.CORE_LABEL: "" if core is None else str(core),
+            },
+            host_config=host_config,
+        )
+        # The harness's stdin closes when this stream does: it then exits, and the container
+        # removes itself, even when the process holding the stream was killed.
+        container_config["StdinOnce"] = True
+        created = api.create_container_from_config(container_config)
+        self.container = client.containers.get(created["Id"])
         try:
             attached = self.container.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1})
             self._sock: socket.socket = getattr(attached, "_sock", attached)

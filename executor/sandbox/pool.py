@@ -95,8 +95,9 @@ class SandboxPool:
             return sorted(os.sched_getaffinity(0))
         cores = list(range(int(self._client.info().get("NCPU") or 1)))
         load = dict.fromkeys(cores, 0)
-        for container in self._client.containers.list(filters={"label": DockerConnection.LABEL}):
-            pinned = (container.attrs.get("HostConfig") or {}).get("CpusetCpus") or ""
+        # sparse: labels only, no per-container inspect (containers come and go meanwhile)
+        for container in self._client.containers.list(filters={"label": DockerConnection.LABEL}, sparse=True):
+            pinned = (container.attrs.get("Labels") or {}).get(DockerConnection.CORE_LABEL, "")
             if pinned.isdigit() and int(pinned) in load:
                 load[int(pinned)] += 1
         random.shuffle(cores)

@@ -438,3 +438,24 @@ def test_h8_socket_families_outside_the_network_namespace_are_refused(executor):
 def test_h8_honest_programs_keep_what_they_need(executor):
     res = executor.execute(stdio("42\n"), LIBRARIES)
     assert res.verdict == V.PASSED, res.error
+
+
+# --- no sandbox outlives its executor --------------------------------------------------------------------
+def test_a_killed_executor_leaves_no_sandbox_behind(docker_client):
+    # The harness's stdin closes with the executor's stream (StdinOnce): the harness exits and the
+    # container removes itself, even when the executor was killed (kill -9) and closed nothing.
+    import subprocess
+    import sys
+
+    start = "from executor import Executor, ExecutorConfig\nex = Executor(ExecutorConfig(workers=2))\n"
+    script = start + "print(ex.pool.owner, flush=True)\nimport time\ntime.sleep(120)\n"
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    owner = process.stdout.readline().strip()
+    label = {"label": f"org.coderl.sandbox.owner={owner}"}
+    assert len(docker_client.containers.list(filters=label)) == 2
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 20
+    while docker_client.containers.list(all=True, filters=label) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert docker_client.containers.list(all=True, filters=label) == []

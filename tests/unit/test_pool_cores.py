@@ -10,7 +10,7 @@ from executor.sandbox.pool import SandboxPool
 
 class FakeContainer:
     def __init__(self, cpuset: str) -> None:
-        self.attrs = {"HostConfig": {"CpusetCpus": cpuset}}
+        self.attrs = {"Labels": {"org.coderl.sandbox.core": cpuset}}
 
 
 class FakeClient:
