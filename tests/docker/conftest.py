@@ -152,7 +152,8 @@ def still_serving() -> Callable[[Executor], None]:
 def sandbox_containers(client: Any, ex: Executor) -> list[Any]:
     """The running containers of ``ex``'s pool (found by the executor's container label)."""
     label = f"{CONTAINER_LABEL}.owner={ex.pool.owner}"
-    return client.containers.list(filters={"label": label, "status": "running"})
+    # sparse: no inspect of each, which would race containers removing themselves
+    return client.containers.list(sparse=True, filters={"label": label, "status": "running"})
 
 
 def idle_container_processes(client: Any, ex: Executor) -> dict[str, list[list[str]]]:

@@ -452,10 +452,10 @@ def test_a_killed_executor_leaves_no_sandbox_behind(docker_client):
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     owner = process.stdout.readline().strip()
     label = {"label": f"org.coderl.sandbox.owner={owner}"}
-    assert len(docker_client.containers.list(filters=label)) == 2
+    assert len(docker_client.containers.list(sparse=True, filters=label)) == 2
     process.kill()
     process.wait()
     deadline = time.monotonic() + 20
-    while docker_client.containers.list(all=True, filters=label) and time.monotonic() < deadline:
+    while docker_client.containers.list(all=True, sparse=True, filters=label) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert docker_client.containers.list(all=True, filters=label) == []
+    assert docker_client.containers.list(all=True, sparse=True, filters=label) == []

@@ -41,13 +41,17 @@ def audit_records(run_dir: Path) -> list[dict]:
 
 
 def remove_containers_of_dead_owners() -> None:
-    """Sandbox containers of a killed process (its pid is in the owner label) stay behind."""
+    """Sandbox containers of a killed process (its pid is in the owner label) end by themselves
+    (their stdin closes with it); remove any that are still there, racing their own removal."""
     client = docker.from_env()
-    for container in client.containers.list(all=True, filters={"label": "org.coderl.sandbox"}):
-        owner = container.labels.get("org.coderl.sandbox.owner", "")
+    for container in client.containers.list(all=True, sparse=True, filters={"label": "org.coderl.sandbox"}):
+        owner = (container.attrs.get("Labels") or {}).get("org.coderl.sandbox.owner", "")
         pid = owner.split("-")[0]
         if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-            container.remove(force=True)
+            try:
+                container.remove(force=True)
+            except docker.errors.DockerException:
+                pass  # already going away
 
 
 @pytest.fixture(autouse=True)
