@@ -88,17 +88,6 @@ def _last_capability() -> int:
         return 63
 
 
-def capability_masks(pid: int | str = "self") -> dict[str, int]:
-    """CapInh/CapPrm/CapEff/CapBnd/CapAmb of a process, as integers."""
-    masks = {}
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith("Cap"):
-                key, _, value = line.partition(":")
-                masks[key] = int(value.strip(), 16)
-    return masks
-
-
 def can_separate() -> bool:
     """Whether this process (PID 1) is root, as a sandbox container starts it."""
     return os.getuid() == 0

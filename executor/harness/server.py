@@ -244,7 +244,6 @@ class Server:
         }
 
     def run(self, request: dict[str, Any]) -> dict[str, Any]:
-        clock = [time.perf_counter()]  # the server's own phases, for profiling (reply "phases_ms")
         self.jobs_run += 1
         oom_before = sysutil.oom_kill_count()
         job = Job(request, self.layout.workdir, self.jobs_run)
@@ -256,10 +255,8 @@ class Server:
                 self.runner_alive and job.hand_channel_to_runner(self.runner_sock)
             ):
                 self._lose_runner()
-            clock.append(time.perf_counter())
             job.loop(pid, self)
         finally:
-            clock.append(time.perf_counter())
             job.stop_reason = job.stop_reason or "finished"
             if job.killed_for is None:
                 self._let_candidate_exit(job)
@@ -270,7 +267,6 @@ class Server:
                 self._settle_runner(job)
             job.cpu_s = max(self.meter.job_cpu_s(job.candidate_pid), (job.candidate_status or (0, 0.0, 0))[1])
             job.close_all()
-            clock.append(time.perf_counter())
         oom_after = sysutil.oom_kill_count()
         result = job.result()
         result["oom_killed"] = oom_before is not None and oom_after is not None and oom_after > oom_before
@@ -278,9 +274,6 @@ class Server:
             result["contamination"] = self._after_job(job)
         except Exception as exc:  # cleanup must never take PID 1 down: report, get recycled
             result["contamination"] = [f"cleanup failed: {type(exc).__name__}: {exc}"[:500]]
-        clock.append(time.perf_counter())
-        phases = zip(("start", "run", "stop", "check"), clock[:-1], clock[1:], strict=True)
-        result["phases_ms"] = {name: round(1000 * (b - a), 3) for name, a, b in phases}
         return result
 
     def _spawn_candidate(self, job: Job) -> int:
@@ -290,14 +283,25 @@ class Server:
         job.send_candidate_job()
         return pid
 
+    def _wait_exit(self, pid: int, timeout_s: float) -> None:
+        """Until ``pid``'s exit status is in ``statuses`` (reported by the zygote, or reaped here
+        if it became our child) or ``timeout_s`` passes."""
+        deadline = time.monotonic() + timeout_s
+        while pid not in self.statuses:
+            self.poll_zygote()
+            sysutil.reap_any(self.statuses)
+            left = deadline - time.monotonic()
+            if pid in self.statuses or left <= 0:
+                return
+            if self.zygote_gone:
+                time.sleep(min(left, 0.0005))
+            else:
+                select.select([self.zygote_sock], [], [], left)
+
     def _let_candidate_exit(self, job: Job) -> None:
         """A candidate that answered exits by itself once its channel closes: cheaper than a kill."""
         job.close_control()
-        deadline = time.monotonic() + 0.02
-        while job.candidate_pid not in self.statuses and time.monotonic() < deadline:
-            self.poll_zygote()
-            if job.candidate_pid not in self.statuses:
-                select.select([self.zygote_sock], [], [], max(0.0, deadline - time.monotonic()))
+        self._wait_exit(job.candidate_pid, 0.02)
 
     def _kill_everything(self, job: Job) -> None:
         keep = set(self.harness_pids())
@@ -327,19 +331,10 @@ class Server:
 
     def _session_gone(self, session: int) -> bool:
         self.poll_zygote()
-        for pid in sysutil.list_pids():
-            fields = sysutil.proc_stat(pid)
-            if fields is not None and fields[3] == str(session) and sysutil.has_live_task(pid):
-                return False
-        return True
+        return not any(sysutil.in_session(pid, session) for pid in sysutil.list_pids())
 
     def _await_candidate_status(self, job: Job) -> None:
-        deadline = time.monotonic() + 2.0
-        while job.candidate_pid not in self.statuses and time.monotonic() < deadline:
-            self.poll_zygote()
-            sysutil.reap_any(self.statuses)
-            if job.candidate_pid not in self.statuses:
-                time.sleep(0.0005)
+        self._wait_exit(job.candidate_pid, 2.0)
         job.candidate_status = self.statuses.pop(job.candidate_pid, None)
         self.statuses.clear()  # orphans': the verdict needs only the candidate's
 
@@ -376,11 +371,7 @@ class Server:
             cleanup.scrub(self.layout)
             return []
         pid = self._zygote_child({"op": "janitor"}, [])
-        deadline = time.monotonic() + JANITOR_TIMEOUT_S
-        while pid not in self.statuses and time.monotonic() < deadline:
-            readable, _, _ = select.select([self.zygote_sock], [], [], max(0.0, deadline - time.monotonic()))
-            if readable:
-                self.poll_zygote()
+        self._wait_exit(pid, JANITOR_TIMEOUT_S)
         status = self.statuses.pop(pid, None)
         if status is None or status[0] != 0:
             return ["the janitor failed"]

@@ -234,7 +234,7 @@ def kill_sweep(
         for pid in list_pids():
             if pid == me or pid in keep:
                 continue
-            if session is not None and not _in_session(pid, session):
+            if session is not None and not in_session(pid, session):
                 continue
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -248,41 +248,45 @@ def kill_sweep(
         time.sleep(0.0005 * min(rounds, 20))
 
 
-def _in_session(pid: int, session: int) -> bool:
+def in_session(pid: int, session: int) -> bool:
+    """Whether ``pid`` belongs to ``session`` and still has a live thread."""
     fields = proc_stat(pid)
     return fields is not None and fields[3] == str(session) and has_live_task(pid)
 
 
+def _counter(path: str, key: str | None = None) -> int | None:
+    """A number from a cgroup file: the whole file, or the value on its ``key value`` line."""
+    try:
+        with open(path) as handle:
+            if key is None:
+                return int(handle.read())
+            for line in handle:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _first(*values: int | None) -> int | None:
+    return next((v for v in values if v is not None), None)
+
+
 def oom_kill_count() -> int | None:
     """The container cgroup's OOM-kill counter (cgroup v2 memory.events or v1 memory.oom_control)."""
-    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
-        try:
-            with open(path) as handle:
-                for line in handle:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except (OSError, ValueError):
-            continue
-    return None
+    return _first(
+        _counter("/sys/fs/cgroup/memory.events", "oom_kill"),
+        _counter("/sys/fs/cgroup/memory/memory.oom_control", "oom_kill"),
+    )
 
 
 def memory_limit_hits() -> int | None:
     """How often the container's memory reached its limit (v2 memory.events "max", v1
     memory.failcnt): the sign that a job ran out of memory, even before the OOM killer acts."""
-    try:
-        with open("/sys/fs/cgroup/memory.events") as handle:
-            for line in handle:
-                key, _, value = line.partition(" ")
-                if key == "max":
-                    return int(value)
-    except (OSError, ValueError):
-        pass
-    try:
-        with open("/sys/fs/cgroup/memory/memory.failcnt") as handle:
-            return int(handle.read())
-    except (OSError, ValueError):
-        return None
+    return _first(
+        _counter("/sys/fs/cgroup/memory.events", "max"), _counter("/sys/fs/cgroup/memory/memory.failcnt")
+    )
 
 
 def memory_exhaustion() -> int:

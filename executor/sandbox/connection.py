@@ -194,7 +194,7 @@ class DockerConnection(Connection):
         # removes itself, even when the process holding the stream was killed.
         container_config["StdinOnce"] = True
         created = api.create_container_from_config(container_config)
-        self.container = client.containers.get(created["Id"])
+        self.container = client.containers.prepare_model(created)  # by id: no inspect call
         try:
             attached = self.container.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1})
             self._sock: socket.socket = getattr(attached, "_sock", attached)

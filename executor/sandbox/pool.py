@@ -59,8 +59,8 @@ class SandboxPool:
                 "sandbox backend 'process' is WEAKER than 'docker': programs share this host's "
                 "filesystem, network and user, and escaped daemons survive. Use it only for trusted code."
             )
-        self.cores = self._cores() if config.pin_cpus else []
-        slots = [self.cores[i % len(self.cores)] if self.cores else None for i in range(size)]
+        cores = self._cores() if config.pin_cpus else []
+        slots = [cores[i % len(cores)] if cores else None for i in range(size)]
         starters = [threading.Thread(target=self._add_new, args=(core,)) for core in slots]
         for thread in starters:
             thread.start()
@@ -140,8 +140,8 @@ class SandboxPool:
                 raise SandboxUnavailable(f"no sandbox available: {exc}") from exc
 
     def close(self) -> None:
-        """Idle sandboxes get EOF and remove themselves (auto-remove); only when some were busy
-        (an interrupted batch) are this pool's containers removed by force, here."""
+        """Idle sandboxes are told to exit and remove themselves (auto-remove); only when some were
+        busy (an interrupted batch) are this pool's containers removed by force, here."""
         self._closed = True
         idle = 0
         while True:
