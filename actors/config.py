@@ -13,7 +13,7 @@ class PolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     model: str = "tiny"
-    """a preset (tiny, tiny-causal, t5-small-random; see actors/models.py), a local directory or a
+    """a preset (tiny, tiny-causal, t5-small-random; see models/loading.py), a local directory or a
     Hugging Face hub name (e.g. Salesforce/codet5-large-ntp-py)"""
     device: str = "auto"
     """auto (cuda when present, else cpu), cpu, cuda, cuda:1, ..."""

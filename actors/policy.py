@@ -14,14 +14,14 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from coderl.problems import Problem
+from coderl.problem import Problem
 from coderl.wire import SampledProgram
+from models.loading import load_model, resolve_device
+from models.prompts import extract_program, format_prompt
+from models.sequences import TokenBatch, pad_left, pad_right
 
 from .config import PolicyConfig, SamplingConfig
-from .models import load_model, resolve_device
-from .prompts import extract_program, format_prompt
 from .sampling import TokenSamples, sample_tokens
-from .sequences import TokenBatch, pad_left, pad_right
 
 __all__ = ["POLICY_FILE", "Policy"]
 

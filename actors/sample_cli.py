@@ -21,7 +21,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from coderl.cli import CommandError
 from coderl.config import dump_config, load_config
-from coderl.problems import ProblemFormatError, load_problems
+from problems import ProblemFormatError, load_problems
 
 from .config import PolicyConfig, SamplingConfig
 

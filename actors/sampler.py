@@ -17,7 +17,7 @@ import redis
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from coderl.problems import Problem
+from coderl.problem import Problem
 from coderl.rollouts import TrainStreams, publish_rollouts
 from coderl.wire import WireMessage
 

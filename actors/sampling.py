@@ -17,8 +17,9 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import PreTrainedModel
 
+from models.sequences import positions
+
 from .config import SamplingConfig
-from .sequences import positions
 
 __all__ = ["DECODE_ATTENTION_BACKENDS", "TokenSamples", "nucleus_logprobs", "sample_tokens"]
 

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from coderl.suite.build import SuiteConfig, build_suite
+from problems.suite.build import SuiteConfig, build_suite
 
 REPO = Path(__file__).resolve().parent.parent
 JUDGE = REPO / "bench" / "minimal_judge.py"

@@ -17,7 +17,7 @@ its overrides (``ARMS``):
   (``learner.loss.ce_weight=0 learner.loss.use_critic=false``, no critic pre-training);
 - ``rl-only-critic``: the same with critic weighting.
 
-Every run is ``python -m learner`` (``coderl train``) in its own directory under ``--out``, seeded
+Every run is ``python -m driver`` (``coderl train``) in its own directory under ``--out``, seeded
 with the seed in every seed field. The held-out verdicts of each evaluation are in the run's
 ``evaluations.jsonl``; pass@1 is greedy. The report gives pass@1 per seed and arm, then each arm
 against SFT alone (and the RL arms against the ``ce`` control) as a paired test pooled over seeds:
@@ -42,8 +42,8 @@ from typing import Any
 
 from bench.common import host_description, write_json
 from coderl.paired import PairedCounts, paired_counts, passed_by_task
+from driver.train import read_evaluations
 from learner.checkpoint import latest_checkpoint
-from learner.train import read_evaluations
 
 REPO = Path(__file__).resolve().parent.parent
 ARMS: dict[str, list[str]] = {
@@ -97,7 +97,7 @@ def run(name: str, overrides: list[str], args: argparse.Namespace) -> dict[str, 
         print(f"  {name}: reused ({done['pass@1']:.3f})", flush=True)
         return done
     shutil.rmtree(run_dir, ignore_errors=True)
-    command = [sys.executable, "-m", "learner", "--run-dir", str(run_dir)]
+    command = [sys.executable, "-m", "driver", "--run-dir", str(run_dir)]
     if args.config:
         command += ["--config", str(args.config)]
     command += ["--set", *args.set, *overrides]

@@ -4,7 +4,7 @@
     python -m bench.models --models tiny tiny-causal --device cpu --json runs/bench/models.json
     python -m bench.models --models t5-small-random --device cuda --batch 64 --new-tokens 256
 
-For each model (presets of ``actors/models.py`` with random weights, or a checkpoint / hub name),
+For each model (presets of ``models/loading.py`` with random weights, or a checkpoint / hub name),
 in one run:
 
 1. **Sampling throughput**, in generated tokens per second, of ``actors.sampling.sample_tokens``
@@ -22,7 +22,7 @@ in one run:
    one-at-a-time by a wide margin"): PASS or FAIL is printed with the threshold. One untimed
    warm-up call of each kind (a few tokens) runs first.
 
-2. **Training step time**: a forward pass with ``actors.sequences.response_logprobs``, the loss,
+2. **Training step time**: a forward pass with ``models.sequences.response_logprobs``, the loss,
    backward, gradient clipping (as ``learner.sft.ce_step`` does) and an AdamW step
    (``learner.sft.make_optimizer``), model in train mode, on a batch of ``--train-batch`` (default 8)
    rows of ``--prompt-tokens`` prompt and ``--response-tokens`` (default 128) response tokens
@@ -57,13 +57,13 @@ import torch
 from transformers import PreTrainedModel
 
 from actors.config import SamplingConfig
-from actors.models import load_model, resolve_device
 from actors.sampling import sample_tokens
-from actors.sequences import TokenBatch, pad_left, pad_right, response_logprobs
 from bench.common import background_load, host_description, write_json
 from learner.config import OptimizerConfig
 from learner.losses import cross_entropy_loss, policy_gradient_loss
 from learner.sft import make_optimizer
+from models.loading import load_model, resolve_device
+from models.sequences import TokenBatch, pad_left, pad_right, response_logprobs
 
 DEFAULT_MODELS = ("tiny", "t5-small-random")
 TARGET_RATIO = 4.0

@@ -7,7 +7,7 @@ against model size, in one run.
 
 1. **Sync vs. decoupled.** One warm start (``--sft-steps`` of SFT on the built-in suite, the
    embedded tiny model), then, from that checkpoint, the same RL phase (``--rl-steps`` updates, no
-   critic pre-training) through ``learner.train.train`` on local Ray with the driver's own Redis
+   critic pre-training) through ``driver.train.train`` on local Ray with the driver's own Redis
    server and Docker executor workers, once per mode:
 
    - *sync*: generate one batch, execute it, update, broadcast, repeat (``mode="sync"``);
@@ -86,14 +86,14 @@ class ModeResult:
 def _config(run_dir: Path, *overrides: str) -> Any:
     """The embedded defaults with ``overrides``, as ``coderl train --set`` would give them."""
     from coderl.config import load_config
-    from learner.train_config import TrainConfig
+    from driver.train_config import TrainConfig
 
     return load_config(TrainConfig, None, [f"run_dir={run_dir}", "eval.problems=1", *overrides])
 
 
 def warm_start(work: Path, sft_steps: int) -> Path:
+    from driver.train import train
     from learner.checkpoint import latest_checkpoint
-    from learner.train import train
 
     run_dir = work / "warm"
     train(_config(run_dir, f"phases.sft_steps={sft_steps}", "phases.critic_steps=0", "phases.rl_steps=0"))
@@ -103,7 +103,7 @@ def warm_start(work: Path, sft_steps: int) -> Path:
 
 
 def run_mode(work: Path, mode: str, policy_dir: Path, rl_steps: int) -> ModeResult:
-    from learner.train import train
+    from driver.train import train
 
     run_dir = work / mode
     phases = ["phases.sft_steps=0", "phases.critic_steps=0", f"phases.rl_steps={rl_steps}"]
@@ -158,8 +158,8 @@ def _build_policy(spec: str) -> Any:
     from transformers import T5ForConditionalGeneration
 
     from actors.config import PolicyConfig
-    from actors.models import PRESETS, _t5
     from actors.policy import Policy
+    from models.loading import PRESETS, _t5
 
     name, d, ff, layers = spec.split(":")
     preset = PRESETS["tiny" if name == "tiny" else "t5-small-random"]

@@ -29,11 +29,11 @@ from bench.workload import Job
 from coderl import streams
 from coderl.execution import ExecutionResult
 from coderl.outcomes import Verdict
-from coderl.problems import Problem
 from coderl.wire import ExecutionReport, ExecutionRequest, StoredProblem
 from executor.config import ExecutorConfig
 from executor.service_config import WorkerConfig
 from executor.worker import ExecutorWorker
+from problems import Problem
 
 
 def passed_result() -> ExecutionResult:

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from coderl.problems import Problem, load_problems
-from coderl.problems.humaneval import packaged_humaneval_path
+from problems import Problem, load_problems
+from problems.humaneval import packaged_humaneval_path
 
 MUTATION_KINDS = ("wrong_constant", "off_by_one", "return_none")
 

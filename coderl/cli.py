@@ -49,10 +49,10 @@ COMMANDS: dict[str, Subcommand] = {
         "learner.sft_cli", "warm-start a policy on ground-truth programs (writes a checkpoint)"
     ),
     "train": Subcommand(
-        "learner.train_cli", "train a policy with CodeRL: sft -> critic -> RL (Ray, Redis, Docker)"
+        "driver.train_cli", "train a policy with CodeRL: sft -> critic -> RL (Ray, Redis, Docker)"
     ),
     "sample": Subcommand("actors.sample_cli", "sample programs for a problem set from a policy checkpoint"),
-    "suite": Subcommand("coderl.suite.cli", "write the built-in generated problem suite (JSONL or APPS)"),
+    "suite": Subcommand("problems.suite.cli", "write the built-in generated problem suite (JSONL or APPS)"),
 }
 
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from .execution import ExecutionResult
-from .problems import Problem
+from .problem import Problem
 
 SCHEMA_VERSION = 1
 MAX_PROGRAM_CHARS = 1 << 20

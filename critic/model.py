@@ -2,7 +2,7 @@
 head predicts the program's test outcome; max-pooling over the program's real tokens gives the
 program-level prediction (critic/loss.py).
 
-The backbone is any model ``actors.models`` loads (CodeRL uses CodeT5-base; a causal LM reads
+The backbone is any model ``models.loading`` loads (CodeRL uses CodeT5-base; a causal LM reads
 ``prompt + program`` instead). Prompt and program token ids come from the policy's tokenizer, so
 critic and actor must share one: ``check_tokenizer`` says so when they do not.
 """
@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from actors.models import load_model
-from actors.sequences import TokenBatch, response_hidden_states
 from coderl.outcomes import OutcomeClass, Verdict, outcome_class
+from models.loading import load_model
+from models.sequences import TokenBatch, response_hidden_states
 
 from .config import CriticConfig
 from .loss import masked_max_pool

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from actors.sequences import TokenBatch, pad_left, pad_right
+from models.sequences import TokenBatch, pad_left, pad_right
 
 from .evaluation import CriticEvaluation, evaluate_predictions
 from .loss import critic_loss, token_values

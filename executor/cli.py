@@ -39,7 +39,7 @@ from coderl.config import dump_config, load_config
 from coderl.execution import ExecutionResult
 from coderl.outcomes import Verdict
 from coderl.passk import mean_pass_at_k, reportable_ks
-from coderl.problems import Problem, ProblemFormatError, load_problems_by_id
+from problems import Problem, ProblemFormatError, load_problems_by_id
 
 from .config import ExecutorConfig
 from .engine import ExecutionItem, Executor

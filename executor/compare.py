@@ -44,7 +44,7 @@ of ``actual`` against ``expected[0]`` (one unwrapping only, as APPS does).
 
 Where ``options.case_sensitive`` comes from: it is True unless the problem says otherwise, either
 explicitly (the native format's ``compare.case_sensitive`` field) or, for APPS, in a sentence of the
-statement about the *output* (``coderl.problems.apps.statement_says_case_insensitive``): wording
+statement about the *output* (``problems.apps.statement_says_case_insensitive``): wording
 such as "You can print each letter in any case" or "... will be recognized as a positive answer".
 A sentence about the input ("the input letters may be in any case") never switches it off.
 
@@ -67,7 +67,7 @@ from . import plain
 from .plain import DictValue, SetValue
 
 if TYPE_CHECKING:  # only its attributes are read, so the module stays standard library at run time
-    from coderl.problems.model import CompareOptions
+    from coderl.problem import CompareOptions
 
 __all__ = ["MAX_DEPTH", "Comparison", "compare_stdout", "compare_value", "truncate_for_message"]
 

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from coderl.problems import load_problems
+from problems import load_problems
 
 BROKEN_COMPLETIONS = {
     "wrong answer": "    return None\n",

@@ -12,7 +12,7 @@ from typing import Any
 
 from coderl.execution import ErrorInfo, ExecutionResult, TestOutcome
 from coderl.outcomes import Verdict, outcome_class, program_verdict
-from coderl.problems import Problem, TestCase
+from coderl.problem import Problem, TestCase
 
 from .config import ExecutorConfig
 from .judge import Judgement, build_job, judge

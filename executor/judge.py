@@ -32,7 +32,7 @@ from typing import Any
 
 from coderl.execution import ErrorInfo, TestOutcome
 from coderl.outcomes import Verdict
-from coderl.problems import CompareOptions, Problem, TestCase, TestKind
+from coderl.problem import CompareOptions, Problem, TestCase, TestKind
 from executor.harness import values
 
 from . import plain

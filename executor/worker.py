@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from coderl import streams
 from coderl.outcomes import Verdict
-from coderl.problems import Problem
+from coderl.problem import Problem
 from coderl.wire import DeadLetter, ExecutionReport, ExecutionRequest
 
 from .engine import Executor

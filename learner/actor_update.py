@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from actors.policy import Policy
-from actors.sequences import TokenBatch, response_logprobs
 from coderl.wire import SampledProgram
+from models.sequences import TokenBatch, response_logprobs
 
 from .config import ActorLossConfig
 from .losses import (

@@ -21,17 +21,17 @@ import torch
 from actors.config import SamplingConfig
 from actors.policy import Policy
 from coderl.outcomes import OutcomeClass
-from coderl.problems import Problem
+from coderl.problem import Problem
 from coderl.rollouts import RolloutReader, TrainStreams
 from coderl.wire import SampledProgram, WireMessage
 from critic.model import Critic
 from critic.training import CriticExample, critic_step, critic_token_values
+from driver.train_config import TrainConfig
 
 from .actor_update import actor_step, sample_batch
 from .buffer import SampleBuffer, TrainBatch
 from .checkpoint import load_rng, save_rng
 from .sft import SFTExample, make_optimizer, sft_examples, train_sft
-from .train_config import TrainConfig
 
 __all__ = ["AUDIT_FILE", "Learner", "StepReport"]
 

@@ -1,7 +1,7 @@
 """The actor's losses, as pure functions of token log-probabilities.
 
 Shapes: b sequences, t response tokens. ``mask`` is 1 on real tokens (EOS included), 0 on padding;
-``logprobs`` are log p_theta(w_j | w_<j, D) of the response tokens (actors.sequences).
+``logprobs`` are log p_theta(w_j | w_<j, D) of the response tokens (models.sequences).
 """
 
 from __future__ import annotations

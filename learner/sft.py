@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 import torch
 
 from actors.policy import Policy
-from actors.sequences import response_logprobs
-from coderl.problems import Problem
+from coderl.problem import Problem
+from models.sequences import response_logprobs
 
 from .config import OptimizerConfig, SFTConfig
 from .losses import cross_entropy_loss

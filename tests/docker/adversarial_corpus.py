@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from coderl.problems import Problem, TestCase
+from problems import Problem, TestCase
 
 SUM = Problem(task_id="sum", statement="", hidden_tests=[TestCase(kind="stdio", stdin="1 2\n", stdout="3\n")])
 ADD = Problem(

@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from coderl.outcomes import Verdict
-from coderl.problems import Problem, TestCase
 from executor import Executor, ExecutorConfig, LimitsConfig, SandboxConfig
 from executor.sandbox.connection import SandboxFault
+from problems import Problem, TestCase
 
 SANDBOX_IMAGE = "coderl-sandbox:latest"
 WORKERS = 2

@@ -17,8 +17,8 @@ import pytest
 from adversarial_corpus import ADD, SUM, SUM_OK
 
 from coderl.outcomes import Verdict
-from coderl.problems import Problem, TestCase
 from executor import ExecutionItem
+from problems import Problem, TestCase
 
 pytestmark = pytest.mark.docker
 

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from coderl.outcomes import Verdict
-from coderl.problems import CompareOptions, Problem, TestCase
 from executor import ExecutionItem
+from problems import CompareOptions, Problem, TestCase
 
 pytestmark = pytest.mark.docker
 

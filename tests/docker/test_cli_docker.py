@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from coderl.cli import main
-from coderl.problems import Problem, load_problems_by_id
+from problems import Problem, load_problems_by_id
 
 pytestmark = pytest.mark.docker
 

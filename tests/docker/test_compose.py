@@ -26,8 +26,8 @@ import redis
 
 from coderl import streams
 from coderl.outcomes import Verdict
-from coderl.problems import Problem, load_packaged_humaneval
 from coderl.wire import ExecutionReport, ExecutionRequest
+from problems import Problem, load_packaged_humaneval
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

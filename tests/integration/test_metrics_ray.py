@@ -1,4 +1,4 @@
-"""learner.metrics with a local Ray cluster: one gauge per key, under its sanitised name."""
+"""driver.metrics with a local Ray cluster: one gauge per key, under its sanitised name."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from learner.metrics import METRICS_FILE, MetricsSink, read_metrics
+from driver.metrics import METRICS_FILE, MetricsSink, read_metrics
 
 pytestmark = pytest.mark.ray
 
@@ -28,7 +28,7 @@ def ray_cluster() -> Iterator[None]:
 def test_gauges_are_created_once_per_key_with_sanitised_names(
     ray_cluster: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="learner.metrics"):
+    with caplog.at_level(logging.WARNING, logger="driver.metrics"):
         with MetricsSink(tmp_path, tensorboard=False) as metrics:
             metrics.write(1, {"loss/rl": 0.5, "eval/held_out_pass@1": 0.25, "exec/verdict/PASSED": 3})
             first = dict(metrics.gauges)
@@ -53,7 +53,7 @@ def test_gauges_are_created_once_per_key_with_sanitised_names(
 def test_keys_with_the_same_ray_name_export_only_the_first(
     ray_cluster: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="learner.metrics"):
+    with caplog.at_level(logging.WARNING, logger="driver.metrics"):
         with MetricsSink(tmp_path, tensorboard=False) as metrics:
             for step in (1, 2):
                 metrics.write(step, {"loss/rl": 1.0, "loss_rl": 2.0})

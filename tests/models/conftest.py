@@ -7,7 +7,7 @@ import torch
 
 from actors.config import PolicyConfig
 from actors.policy import Policy
-from coderl.problems import Problem, TestCase
+from problems import Problem, TestCase
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -7,8 +7,6 @@ import torch
 
 from actors.config import SamplingConfig
 from actors.policy import Policy
-from actors.sequences import response_logprobs
-from coderl.problems import Problem
 from learner.actor_update import (
     ScoredSample,
     actor_step,
@@ -20,6 +18,8 @@ from learner.actor_update import (
 from learner.config import ActorLossConfig, OptimizerConfig
 from learner.losses import token_advantages
 from learner.sft import make_optimizer, sft_examples
+from models.sequences import response_logprobs
+from problems import Problem
 
 
 def _scored(

@@ -9,8 +9,6 @@ import pytest
 import torch
 from transformers import ByT5Tokenizer
 
-from actors.sequences import TokenBatch, pad_left, pad_right
-from actors.tokenizer import suite_tokenizer
 from coderl.outcomes import OutcomeClass, Verdict
 from critic.config import CriticConfig
 from critic.loss import pass_probabilities, token_values
@@ -18,6 +16,8 @@ from critic.model import Critic, critic_label
 from critic.training import CriticExample, critic_step, evaluate_critic
 from learner.config import OptimizerConfig
 from learner.sft import make_optimizer
+from models.sequences import TokenBatch, pad_left, pad_right
+from models.tokenizer import suite_tokenizer
 
 
 @pytest.fixture(params=["tiny", "tiny-causal"])

@@ -15,14 +15,14 @@ import torch
 
 from actors.config import PolicyConfig, SamplingConfig
 from actors.policy import Policy
-from actors.sequences import response_logprobs
-from coderl.problems import Problem
 from critic.config import CriticConfig
 from critic.model import Critic
 from critic.training import CriticExample, critic_step, critic_token_values
 from learner.actor_update import ScoredSample, actor_step, sample_batch
 from learner.config import ActorLossConfig, OptimizerConfig, SFTConfig
 from learner.sft import SFTExample, make_optimizer, train_sft
+from models.sequences import response_logprobs
+from problems import Problem
 
 pytestmark = [
     pytest.mark.gpu,

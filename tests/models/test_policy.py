@@ -10,11 +10,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from actors.config import PolicyConfig, SamplingConfig
-from actors.models import PRESETS, load_model, resolve_device
 from actors.policy import POLICY_FILE, Policy
 from actors.sampling import sample_tokens
-from actors.sequences import TokenBatch, pad_left, pad_right, response_logits, response_logprobs
-from coderl.problems import Problem
+from models.loading import PRESETS, load_model, resolve_device
+from models.sequences import TokenBatch, pad_left, pad_right, response_logits, response_logprobs
+from problems import Problem
 
 
 def _forward_logprobs(policy: Policy, samples: list) -> torch.Tensor:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer, ByT5Tokenizer
 
-from actors.tokenizer import suite_tokenizer, train_bpe_tokenizer
-from coderl.suite import SuiteConfig, build_suite
+from models.tokenizer import suite_tokenizer, train_bpe_tokenizer
+from problems.suite import SuiteConfig, build_suite
 
 AWKWARD_TEXTS = [
     "def f(a):\n    n = len(a)\n\treturn  n  # tab, double spaces\n",

@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from coderl.config import load_config
-from learner.train_config import TrainConfig
+from driver.train_config import TrainConfig
 
 SMALL_RUN = [
     "phases.sft_steps=30",

@@ -13,11 +13,11 @@ from actors.config import SamplingConfig
 from coderl.outcomes import OutcomeClass
 from coderl.rollouts import TrainStreams
 from coderl.streams import StreamNames
+from driver.services import RunRedis
+from driver.splits import load_splits
 from learner.actor_update import ScoredSample
 from learner.buffer import TrainBatch
 from learner.learner import Learner
-from learner.problems import load_splits
-from learner.services import RunRedis
 
 from .conftest import small_config
 

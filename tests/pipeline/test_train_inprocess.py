@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForSeq2SeqLM
 
+from driver.metrics import read_metrics
+from driver.train import EVALUATIONS_FILE, RunError, train
 from learner.checkpoint import latest_checkpoint
-from learner.metrics import read_metrics
-from learner.train import EVALUATIONS_FILE, RunError, train
 
 from .conftest import audit_records, small_config
 

@@ -15,8 +15,8 @@ import pytest
 import ray
 
 from coderl.logs import LOG_LEVEL_ENV
+from driver.train import train
 from learner.checkpoint import latest_checkpoint
-from learner.train import train
 
 from .conftest import audit_records, remove_containers_of_dead_owners, small_config
 

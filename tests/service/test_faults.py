@@ -18,10 +18,10 @@ import pytest
 
 from coderl import streams
 from coderl.outcomes import Verdict
-from coderl.problems import Problem, TestCase, load_problems_by_id
 from coderl.wire import ExecutionRequest
 from executor.client import ClientConfig, RedisExecutionClient
 from executor.engine import ExecutionItem
+from problems import Problem, TestCase, load_problems_by_id
 
 pytestmark = [pytest.mark.redis, pytest.mark.docker, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""The redis-server a run starts for itself (learner/services.py)."""
+"""The redis-server a run starts for itself (driver/services.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from learner.services import RunRedis
+from driver.services import RunRedis
 
 pytestmark = pytest.mark.redis
 

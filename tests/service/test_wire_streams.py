@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from coderl import streams
 from coderl.execution import ExecutionResult, TestOutcome
 from coderl.outcomes import Verdict
-from coderl.problems import Problem, TestCase
 from coderl.wire import (
     MAX_PROGRAM_CHARS,
     SCHEMA_VERSION,
@@ -20,6 +19,7 @@ from coderl.wire import (
     ExecutionRequest,
     StoredProblem,
 )
+from problems import Problem, TestCase
 
 pytestmark = pytest.mark.redis
 

@@ -18,10 +18,10 @@ import pytest
 from coderl import streams
 from coderl.cli import main
 from coderl.outcomes import Verdict
-from coderl.problems import Problem, TestCase, load_problems_by_id
 from coderl.wire import MAX_PROGRAM_CHARS, ExecutionRequest
 from executor.client import BatchTimeoutError, ClientConfig, Progress, RedisExecutionClient
 from executor.engine import ExecutionItem
+from problems import Problem, TestCase, load_problems_by_id
 
 pytestmark = pytest.mark.redis
 

@@ -10,10 +10,10 @@ import base64
 from typing import Any
 
 from coderl.outcomes import Verdict
-from coderl.problems import CompareOptions, TestCase
 from executor.config import LimitsConfig
 from executor.harness import values
 from executor.judge import Judgement, judge
+from problems import CompareOptions, TestCase
 
 LIMITS = LimitsConfig().as_job_limits()  # cpu_s 4.0, wall_s 9.0, 1024 MiB, 16 MiB output
 OPTIONS = CompareOptions()

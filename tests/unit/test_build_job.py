@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from judge_reports import LIMITS
 
-from coderl.problems import Problem, TestCase
 from executor.harness import values, wire
 from executor.judge import APPS_PRELUDE, build_job
+from problems import Problem, TestCase
 
 SECRET_STDOUT = "EXPECTED-STDOUT-7f3a9c"
 SECRET_VALUE = "EXPECTED-VALUE-b81d4e"

@@ -14,7 +14,6 @@ import coderl
 from coderl.cli import COMMANDS, main
 from coderl.execution import ErrorInfo, ExecutionResult, TestOutcome
 from coderl.outcomes import Verdict
-from coderl.problems import Problem, load_problems_by_id
 from executor import cli as execute_cli
 from executor.cli import (
     Sample,
@@ -26,6 +25,7 @@ from executor.cli import (
     summarize,
 )
 from executor.sandbox.connection import SandboxFault
+from problems import Problem, load_problems_by_id
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 HUMANEVAL = FIXTURES / "humaneval_sample.jsonl.gz"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from coderl.problems.model import CompareOptions
+from coderl.problem import CompareOptions
 from executor.compare import MAX_DEPTH, Comparison, compare_stdout, compare_value, truncate_for_message
 
 DEFAULT = CompareOptions()

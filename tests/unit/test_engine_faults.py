@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from coderl.outcomes import RewardConfig, Verdict
-from coderl.problems import Problem, TestCase
 from executor import Executor, ExecutorConfig
 from executor.engine import CONTROL_PROGRAM
 from executor.sandbox.connection import SandboxFault, SandboxUnavailable
+from problems import Problem, TestCase
 
 SUM = Problem(task_id="sum", statement="", hidden_tests=[TestCase(kind="stdio", stdin="1 2\n", stdout="3\n")])
 CRASHER = "print(3)\n# crashes its sandbox\n"

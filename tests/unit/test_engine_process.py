@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from coderl.outcomes import Verdict
-from coderl.problems import Problem, TestCase, load_problems
 from executor import ExecutionItem, Executor, ExecutorConfig, LimitsConfig, SandboxConfig
+from problems import Problem, TestCase, load_problems
 
 
 @pytest.fixture(scope="module")

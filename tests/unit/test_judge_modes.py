@@ -10,9 +10,9 @@ import pytest
 from judge_reports import ASSERT, CALL, READY, check, exception_event, judged, report, returned, verdict_of
 
 from coderl.outcomes import Verdict
-from coderl.problems import TestCase
 from executor.harness import values
 from executor.judge import MESSAGE_LIMIT
+from problems import TestCase
 
 # ---- stdio ----------------------------------------------------------------------------------------------
 

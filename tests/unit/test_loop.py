@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from actors.sampler import SamplerState
+from driver.loop import PhaseClock, run_updates
+from driver.roles import Handle, Roles
+from driver.train_config import TrainConfig
 from learner.config import LearnerConfig, PhasesConfig
-from learner.loop import PhaseClock, run_updates
-from learner.roles import Handle, Roles
-from learner.train_config import TrainConfig
 
 BATCH = 32
 EXECUTIONS_BEFORE = 1000

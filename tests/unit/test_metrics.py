@@ -1,4 +1,4 @@
-"""learner.metrics: the JSONL history, TensorBoard scalars, PNG curves and backend failures (no Ray)."""
+"""driver.metrics: the JSONL history, TensorBoard scalars, PNG curves and backend failures (no Ray)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from learner.metrics import (
+from driver.metrics import (
     CURVES_DIR,
     METRICS_FILE,
     TENSORBOARD_DIR,
@@ -149,7 +149,7 @@ def test_read_metrics_skips_a_truncated_last_line(tmp_path: Path, caplog: pytest
     path.write_text(
         '{"step": 1, "time": 0, "loss/rl": 1.0}\n{"step": 2, "time": 0, "loss/r', encoding="utf-8"
     )
-    with caplog.at_level(logging.WARNING, logger="learner.metrics"):
+    with caplog.at_level(logging.WARNING, logger="driver.metrics"):
         assert read_metrics(path) == [{"step": 1, "time": 0, "loss/rl": 1.0}]
     assert "truncated" in caplog.text
 
@@ -281,7 +281,7 @@ def test_a_failing_backend_is_disabled_with_one_warning(
         raise OSError("disk full")
 
     monkeypatch.setattr(SummaryWriter, "add_scalar", broken)
-    with caplog.at_level(logging.WARNING, logger="learner.metrics"), sink(tmp_path, tensorboard=True) as m:
+    with caplog.at_level(logging.WARNING, logger="driver.metrics"), sink(tmp_path, tensorboard=True) as m:
         for step in (1, 2, 3):
             m.write(step, {"loss/rl": 1.0})
         assert m.disabled == {"tensorboard", "ray"}
@@ -297,9 +297,9 @@ def test_a_failing_plot_never_breaks_close(
     def broken(*args: object) -> list[Path]:
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr("learner.metrics.plot_curves", broken)
+    monkeypatch.setattr("driver.metrics.plot_curves", broken)
     metrics = sink(tmp_path, plot_every=1)
-    with caplog.at_level(logging.WARNING, logger="learner.metrics"):
+    with caplog.at_level(logging.WARNING, logger="driver.metrics"):
         metrics.write(1, {"loss/rl": 1.0})
         metrics.write(2, {"loss/rl": 1.0})
         metrics.close()
@@ -327,7 +327,7 @@ def test_ray_gauges_need_an_initialised_ray(tmp_path: Path) -> None:
 
 def test_importing_the_module_is_cheap() -> None:
     code = (
-        "import sys, learner.metrics\n"
+        "import sys, driver.metrics\n"
         "heavy = {'torch', 'ray', 'matplotlib', 'tensorboard'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
@@ -350,7 +350,7 @@ def test_a_failing_jsonl_file_is_disabled_and_close_still_succeeds(
     metrics = sink(tmp_path)
     real_file = metrics._file
     metrics._file = BrokenFile()  # type: ignore[assignment]
-    with caplog.at_level(logging.WARNING, logger="learner.metrics"):
+    with caplog.at_level(logging.WARNING, logger="driver.metrics"):
         metrics.write(1, {"loss/rl": 1.0})
         metrics.write(2, {"loss/rl": 1.0})
         metrics.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from coderl.problems.model import CompareOptions
+from coderl.problem import CompareOptions
 from executor.compare import compare_value
 from executor.harness.values import encode
 from executor.plain import DictValue, SetValue, Unsupported, canonical_key, decode_untrusted

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from coderl.problems import (
+from problems import (
     CompareOptions,
     Problem,
     ProblemFormatError,
@@ -27,11 +27,11 @@ from coderl.problems import (
     load_problems_by_id,
     save_native_jsonl,
 )
-from coderl.problems import TestKind as Kind  # aliased, or pytest tries to collect it
-from coderl.problems.apps import load_apps_problem, statement_says_case_insensitive
-from coderl.problems.humaneval import doctest_examples
-from coderl.problems.mbpp import called_function
-from coderl.problems.native import iter_json_records
+from problems import TestKind as Kind  # aliased, or pytest tries to collect it
+from problems.apps import load_apps_problem, statement_says_case_insensitive
+from problems.humaneval import doctest_examples
+from problems.mbpp import called_function
+from problems.native import iter_json_records
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 APPS_TRAIN = FIXTURES / "apps" / "train"
@@ -114,7 +114,7 @@ def test_apps_missing_input_output_warns_and_has_no_hidden_tests(
     folder = tmp_path / "4000"
     folder.mkdir()
     (folder / "question.txt").write_text("Print 42.\n")
-    with caplog.at_level(logging.WARNING, logger="coderl.problems.apps"):
+    with caplog.at_level(logging.WARNING, logger="problems.apps"):
         (p,) = load_apps(folder)
     assert p.task_id == "4000" and p.hidden_tests == [] and p.solutions == [] and p.difficulty is None
     assert "4000" in caplog.text and "input_output.json" in caplog.text

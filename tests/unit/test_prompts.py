@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors.prompts import extract_program, format_prompt, uses_call_format
-from coderl.problems import Problem, TestCase, load_problems
+from models.prompts import extract_program, format_prompt, uses_call_format
+from problems import Problem, TestCase, load_problems
 
 STDIO = Problem(
     task_id="s",

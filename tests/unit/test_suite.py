@@ -19,9 +19,9 @@ import pytest
 from pydantic import ValidationError
 
 from coderl.cli import main
-from coderl.problems import Problem, TestCase, load_problems
-from coderl.problems import TestKind as Kind  # aliased, or pytest tries to collect it
-from coderl.suite import (
+from problems import Problem, TestCase, load_problems
+from problems import TestKind as Kind  # aliased, or pytest tries to collect it
+from problems.suite import (
     FN_NAME,
     Op,
     Pipeline,
@@ -35,8 +35,8 @@ from coderl.suite import (
     export_jsonl,
     load_suite,
 )
-from coderl.suite.export import apps_files
-from coderl.suite.render import program
+from problems.suite.export import apps_files
+from problems.suite.render import program
 
 SMALL = {"train_size": 60, "held_out_size": 20}
 
@@ -382,7 +382,7 @@ def test_canonical_solutions_pass_in_the_docker_sandbox(suite: Suite) -> None:
 
 def test_the_suite_does_not_depend_on_the_hash_seed() -> None:
     script = (
-        "import hashlib, json; from coderl.suite import build_suite; "
+        "import hashlib, json; from problems.suite import build_suite; "
         "s = build_suite(seed=7, train_size=30, held_out_size=10); "
         "print(hashlib.sha256(json.dumps([p.model_dump() for p in s.split('all')]).encode()).hexdigest())"
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coderl.config import load_config
-from learner.train_config import TrainConfig
+from driver.train_config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "deploy" / "configs"
 FILES = sorted(p for p in CONFIGS.iterdir() if p.suffix in (".toml", ".yaml", ".yml"))

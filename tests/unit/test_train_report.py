@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from learner.train_cli import format_rl_gain
+from driver.train_cli import format_rl_gain
 
 
 def record(when: str, version: int, verdicts: dict[str, str]) -> dict:

@@ -65,7 +65,7 @@ def _wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
 
 @functools.cache
 def _suite_tokenizer_json(vocab_size: int) -> str:
-    from coderl.suite import SuiteConfig, build_suite
+    from problems.suite import SuiteConfig, build_suite
 
     from .prompts import format_prompt
 

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from coderl.problems import Problem
+from problems import Problem
 
 from .ops import Level, Pipeline, random_pipeline
 from .render import Style, draw_inputs, make_problem

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from coderl.problems.model import Problem, ProblemFormatError
+from coderl.problem import Problem, ProblemFormatError
 
 _MISSING: Any = object()
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 from typing import Any, Literal
 
-from coderl.problems import Problem, TestCase, TestKind
+from problems import Problem, TestCase, TestKind
 
 from .ops import Pipeline
 

@@ -12,8 +12,8 @@ import builtins
 from pathlib import Path
 from typing import Any
 
-from coderl.problems.model import Problem, ProblemFormatError, TestCase, TestKind
-from coderl.problems.native import iter_json_records, json_type, record_field, string_list
+from coderl.problem import Problem, ProblemFormatError, TestCase, TestKind
+from problems.native import iter_json_records, json_type, record_field, string_list
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
 

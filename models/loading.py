@@ -87,7 +87,7 @@ def _byte_tokenizer() -> PreTrainedTokenizerBase:
 
 PRESETS: dict[str, Preset] = {
     # CI, tests and the embedded default: about 0.26M parameters with a subword vocabulary learned
-    # from the built-in suite (actors/tokenizer.py); on raw bytes (tiny-byte) suite prompts are 3.5x
+    # from the built-in suite (models/tokenizer.py); on raw bytes (tiny-byte) suite prompts are 3.5x
     # and programs 2x longer, and no held-out problem passed after 400 SFT steps (38% with the BPE).
     "tiny": Preset(lambda vocab: _t5(d_model=64, d_ff=256, layers=2, heads=4, vocab=vocab), suite_tokenizer),
     "tiny-causal": Preset(

@@ -25,10 +25,10 @@ from coderl.logs import LOG_LEVEL_ENV
 from coderl.rollouts import TrainStreams
 from executor.service_config import WorkerConfig
 from executor.worker import ExecutorWorker
+from learner.learner import Learner
 
-from .learner import Learner
-from .problems import ProblemSplits
 from .roles import Handle, Roles, executor_worker_config, make_samplers
+from .splits import ProblemSplits
 from .train_config import TrainConfig
 
 __all__ = ["ExecutorActor", "RayRoles", "actor_name"]

@@ -1,5 +1,5 @@
 """The roles of a run (samplers, learner, executors) behind one interface, so the same training loop
-drives them in this process or as Ray actors (learner/ray_roles.py).
+drives them in this process or as Ray actors (driver/ray_roles.py).
 
 Calls return handles; ``wait`` returns those finished. In-process calls run eagerly, which is why the
 in-process run is always synchronous (generate -> execute -> learn in turn).
@@ -17,10 +17,10 @@ from typing import Any
 from actors.sampler import Sampler, SamplerState, shard
 from coderl.rollouts import TrainStreams
 from executor.service_config import WorkerConfig
+from learner.learner import Learner
 
-from .learner import Learner
-from .problems import ProblemSplits
 from .services import ExecutorThread
+from .splits import ProblemSplits
 from .train_config import TrainConfig
 
 __all__ = ["Handle", "LocalRoles", "Roles", "executor_worker_config", "make_samplers"]

@@ -3,8 +3,8 @@
 With no arguments it runs the embedded defaults on one machine: a tiny model on the built-in task
 suite, a local Ray instance, a Redis server started in the run directory, executor workers with
 Docker sandboxes. It ends with held-out pass@1 before and after training. The same command runs on
-a cluster under `ray job submit ... -- python -m learner --config FILE` (see README).
-Config precedence: --config FILE (TrainConfig, learner/train_config.py), then --set, then the flags.
+a cluster under `ray job submit ... -- python -m driver --config FILE` (see README).
+Config precedence: --config FILE (TrainConfig, driver/train_config.py), then --set, then the flags.
 --resume continues the run in --run-dir from its latest checkpoint.
 Exit codes: 0 trained, 2 bad usage or configuration, 3 a service could not start.
 """

@@ -1,9 +1,9 @@
 """A whole training run: sft warm start -> critic pre-training -> CodeRL RL, with held-out pass@1
 before and after, checkpoints, metrics and resume.
 
-``train(config)`` is what ``coderl train`` and ``python -m learner`` run. It starts what the config
+``train(config)`` is what ``coderl train`` and ``python -m driver`` run. It starts what the config
 does not provide (a Redis server kept in the run directory, executor workers), creates the roles (Ray
-actors, or all in this process with ``use_ray=false``) and drives them with learner/loop.py.
+actors, or all in this process with ``use_ray=false``) and drives them with driver/loop.py.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ import redis
 
 from coderl import streams
 from coderl.config import dump_config
-from coderl.problems import Problem
+from coderl.problem import Problem
 from coderl.rollouts import TrainStreams, queue_depths
 from executor.client import ClientConfig, RedisExecutionClient
 from executor.engine import ExecutionItem
+from learner.checkpoint import RunState, latest_checkpoint, write_checkpoint_dir, write_json
+from learner.learner import StepReport
 
-from .checkpoint import RunState, latest_checkpoint, write_checkpoint_dir, write_json
-from .learner import StepReport
 from .loop import PhaseClock, run_updates
 from .metrics import MetricsSink
-from .problems import ProblemSplits, load_splits
 from .roles import LocalRoles, Roles
 from .services import RunRedis
+from .splits import ProblemSplits, load_splits
 from .train_config import TrainConfig
 
 __all__ = ["EVALUATIONS_FILE", "RunError", "TrainResult", "read_evaluations", "train"]
@@ -94,7 +94,7 @@ def _make_roles(
         from .ray_roles import RayRoles  # ray loads only for Ray runs
 
         return RayRoles(config, splits, redis_url, channel, checkpoint)
-    from .learner import Learner
+    from learner.learner import Learner
 
     learner = Learner(config, splits.sft, redis_url, channel, checkpoint)
     return LocalRoles(config, splits, redis_url, channel, learner)

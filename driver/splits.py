@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from coderl.problems import Problem, load_problems
-from coderl.suite import load_suite
+from problems import Problem, load_problems
+from problems.suite import load_suite
 
 from .train_config import ProblemsConfig
 

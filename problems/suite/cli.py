@@ -4,7 +4,7 @@ Each chosen split goes to OUT/SPLIT.jsonl (--format jsonl: native JSONL, one Pro
 to OUT/SPLIT/ (--format apps: an APPS split folder, one folder per problem); --split all writes
 train, sft, rl and held_out (train = sft + rl). Both load with load_problems, e.g.
 ``coderl sft --problems OUT/sft.jsonl``. OUT/suite_config.yaml records the resolved SuiteConfig
-(coderl/suite/build.py); further splits of the same suite may be added to OUT later, but an
+(problems/suite/build.py); further splits of the same suite may be added to OUT later, but an
 existing split is never overwritten. A summary of counts per split, level, style and input kind
 goes to stdout.
 Config precedence: --config FILE (SuiteConfig as TOML/YAML), then --set, then the flags.

@@ -1,4 +1,4 @@
-"""``coderl train`` / ``python -m learner``: the whole run's configuration, defaults defined once.
+"""``coderl train`` / ``python -m driver``: the whole run's configuration, defaults defined once.
 
 The defaults are the embedded run: a tiny model on the built-in task suite, one sampler, executors
 started by the driver, a Redis server started for the run; it finishes in minutes on 2 CPU cores.
@@ -13,11 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.config import PolicyConfig, SamplerConfig
-from coderl.suite import SuiteConfig
 from critic.config import CriticConfig
 from executor.config import ExecutorConfig
-
-from .config import LearnerConfig, OptimizerConfig, PhasesConfig, SFTConfig
+from learner.config import LearnerConfig, OptimizerConfig, PhasesConfig, SFTConfig
+from problems.suite import SuiteConfig
 
 __all__ = ["EvalConfig", "ExecutionConfig", "ProblemsConfig", "TrainConfig"]
 

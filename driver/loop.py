@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from actors.sampler import RoundReport, SamplerState
+from learner.learner import StepReport
 
-from .learner import StepReport
 from .roles import Handle, Roles
 from .train_config import TrainConfig
 

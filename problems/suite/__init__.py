@@ -9,9 +9,9 @@ statement. A problem applies a pipeline of 1-3 primitive integer operations (``a
 ``build`` (splits: train = SFT + RL, and held-out unseen combinations) and ``export`` (APPS folders
 and native JSONL)::
 
-    from coderl.suite import SuiteConfig, load_suite
+    from problems.suite import SuiteConfig, load_suite
     suite = load_suite(SuiteConfig(seed=0))
-    suite.sft, suite.rl, suite.train, suite.held_out   # lists of coderl.problems.Problem
+    suite.sft, suite.rl, suite.train, suite.held_out   # lists of problems.Problem
 """
 
 from .build import (

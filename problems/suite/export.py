@@ -1,6 +1,6 @@
 """Writing problems as an APPS split folder or as native JSONL, both read back by ``load_problems``.
 
-An APPS problem folder (named by the task id) gets exactly the files ``coderl/problems/apps.py``
+An APPS problem folder (named by the task id) gets exactly the files ``problems/apps.py``
 reads: ``question.txt`` (the statement), ``input_output.json`` (the hidden tests, with ``fn_name``
 for call tests), CodeRL's ``example_input_output.json`` (the example tests, same shape),
 ``solutions.json``, ``metadata.json`` (``difficulty`` plus the problem's metadata) and, when there
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from coderl.problems import Problem, TestCase, TestKind, save_native_jsonl
+from problems import Problem, TestCase, TestKind, save_native_jsonl
 
 __all__ = ["apps_files", "export_apps", "export_jsonl"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from coderl.problems import Problem, TestKind
+from coderl.problem import Problem, TestKind
 
 __all__ = ["ANSWER_MARKER", "extract_program", "format_prompt", "uses_call_format"]
 

@@ -11,8 +11,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from coderl.problems.model import Problem, ProblemFormatError, TestCase, TestKind
-from coderl.problems.native import iter_json_records, record_field
+from coderl.problem import Problem, ProblemFormatError, TestCase, TestKind
+from problems.native import iter_json_records, record_field
 
 _FIELDS = ("prompt", "canonical_solution", "test", "entry_point")
 

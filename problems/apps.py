@@ -19,8 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from coderl.problems.model import CompareOptions, Problem, ProblemFormatError, TestCase, TestKind
-from coderl.problems.native import json_type
+from coderl.problem import CompareOptions, Problem, ProblemFormatError, TestCase, TestKind
+from problems.native import json_type
 
 log = logging.getLogger(__name__)
 

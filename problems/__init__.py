@@ -11,11 +11,11 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from coderl.problems.apps import load_apps, load_apps_problem
-from coderl.problems.humaneval import load_humaneval, load_packaged_humaneval
-from coderl.problems.mbpp import load_mbpp
-from coderl.problems.model import CompareOptions, Problem, ProblemFormatError, TestCase, TestKind
-from coderl.problems.native import iter_json_records, load_native_jsonl, save_native_jsonl
+from coderl.problem import CompareOptions, Problem, ProblemFormatError, TestCase, TestKind
+from problems.apps import load_apps, load_apps_problem
+from problems.humaneval import load_humaneval, load_packaged_humaneval
+from problems.mbpp import load_mbpp
+from problems.native import iter_json_records, load_native_jsonl, save_native_jsonl
 
 __all__ = [
     "FORMATS",
