@@ -8,8 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.config import PolicyConfig
 
-from .losses import Normalization
-from .schedules import Schedule
+Normalization = Literal["sum", "token_mean", "sequence_mean"]
+"""how a policy-gradient loss is reduced over tokens (learner/losses.py)"""
+
+Schedule = Literal["constant", "linear", "cosine"]
+"""learning-rate schedule after warm-up (learner/schedules.py)"""
 
 
 class OptimizerConfig(BaseModel):

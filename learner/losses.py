@@ -6,9 +6,9 @@ Shapes: b sequences, t response tokens. ``mask`` is 1 on real tokens (EOS includ
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
+
+from learner.config import Normalization
 
 __all__ = [
     "Normalization",
@@ -20,8 +20,6 @@ __all__ = [
     "token_advantages",
     "truncated_is_policy_loss",
 ]
-
-Normalization = Literal["sum", "token_mean", "sequence_mean"]
 
 
 def reduce_tokens(per_token: torch.Tensor, mask: torch.Tensor, normalization: Normalization) -> torch.Tensor:

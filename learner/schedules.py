@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 
-__all__ = ["Schedule", "lr_factor", "make_scheduler"]
+from learner.config import Schedule
 
-Schedule = Literal["constant", "linear", "cosine"]
+__all__ = ["Schedule", "lr_factor", "make_scheduler"]
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: Schedule) -> float:
