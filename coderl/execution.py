@@ -1,4 +1,7 @@
-"""Execution results: per-test outcomes and the program's verdict and reward (torch-free)."""
+"""Execution results: the program's verdict, per-test outcomes and first error (torch-free).
+
+Executors never score: the learner maps a verdict to CodeRL's class and reward (coderl.outcomes).
+"""
 
 from __future__ import annotations
 
@@ -33,10 +36,8 @@ class ExecutionResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     verdict: Verdict
-    reward: float | None = None
-    """CodeRL reward; None for SANDBOX_ERROR (never scored)"""
-    outcome_class: int | None = None
-    """CodeRL critic class 0-3; None for SANDBOX_ERROR"""
+    """the program's verdict; its CodeRL class and reward are the learner's to give
+    (coderl.outcomes), under the run's own reward settings"""
     tests: list[TestOutcome] = Field(default_factory=list)
     """outcomes of the tests that ran, in order (later tests are skipped after a failure)"""
     tests_total: int = 0

@@ -50,8 +50,7 @@ def publish_rollouts(
         pipe.set(channel.rollout(sample.sample_id), sample.to_wire(), ex=ttl_s)
         request = ExecutionRequest(
             sample_id=sample.sample_id,
-            problem_id=sample.task_id,
-            policy_version=sample.policy_version,
+            task_id=sample.task_id,
             program=sample.program,
             which="hidden",
             results_stream=channel.results,

@@ -58,8 +58,8 @@ class StreamNames:
     def dead(self) -> str:
         return f"{self.prefix}:exec:dead"
 
-    def problem(self, problem_id: str) -> str:
-        return f"{self.prefix}:problem:{problem_id}"
+    def problem(self, task_id: str) -> str:
+        return f"{self.prefix}:problem:{task_id}"
 
     def done(self, sample_id: str) -> str:
         return f"{self.prefix}:exec:done:{sample_id}"
@@ -95,8 +95,8 @@ def store_problem(client: redis.Redis, names: StreamNames, problem: Any) -> None
     client.set(names.problem(problem.task_id), StoredProblem(problem=problem).to_wire())
 
 
-def load_problem(client: redis.Redis, names: StreamNames, problem_id: str) -> StoredProblem | None:
-    raw = client.get(names.problem(problem_id))
+def load_problem(client: redis.Redis, names: StreamNames, task_id: str) -> StoredProblem | None:
+    raw = client.get(names.problem(task_id))
     return None if raw is None else StoredProblem.model_validate_json(raw)
 
 

@@ -1,5 +1,7 @@
 """The wire contract: every message that crosses Redis is one of these pydantic models, with a
-schema version, a sample id and the policy version that produced the sample."""
+schema version and a sample id. The rollout (``SampledProgram``) carries the policy version that
+produced it; execution messages do not, as no executor uses it: the learner joins each result with
+its rollout by sample id."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from .execution import ExecutionResult
 from .problem import Problem
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: execution messages name the problem ``task_id``, carry no policy version and no reward;
+rollouts carry their ``group_id``"""
 MAX_PROGRAM_CHARS = 1 << 20
 
 
@@ -38,8 +42,8 @@ class ExecutionRequest(WireMessage):
     """Run one program against one stored problem's tests."""
 
     sample_id: str = Field(min_length=1, max_length=256)
-    problem_id: str = Field(min_length=1, max_length=256)
-    policy_version: int = Field(default=0, ge=0)
+    task_id: str = Field(min_length=1, max_length=256)
+    """the stored problem whose tests run (coderl.problem.Problem.task_id)"""
     program: str = Field(max_length=MAX_PROGRAM_CHARS)
     which: Literal["hidden", "example", "all"] = "hidden"
     results_stream: str | None = Field(default=None, max_length=256)
@@ -51,8 +55,7 @@ class ExecutionReport(WireMessage):
     """A request's result; exactly one per sample id is published, whatever the retries."""
 
     sample_id: str
-    problem_id: str
-    policy_version: int
+    task_id: str
     result: ExecutionResult
     worker_id: str
     deliveries: int = 1
@@ -90,6 +93,9 @@ class SampledProgram(WireMessage):
 
     sample_id: str = Field(min_length=1, max_length=256)
     task_id: str
+    group_id: str = Field(min_length=1, max_length=256)
+    """the sampling group: one problem's samples of one round, and that round's greedy decode
+    (their baseline is shared; the learner trains on whole groups)"""
     policy_version: int = Field(ge=0)
     program: str = Field(max_length=MAX_PROGRAM_CHARS)
     """the program extracted from the decoded tokens (what the executor runs)"""

@@ -37,7 +37,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from coderl.cli import CommandError
 from coderl.config import dump_config, load_config
 from coderl.execution import ExecutionResult
-from coderl.outcomes import Verdict
+from coderl.outcomes import Verdict, reward
 from coderl.passk import mean_pass_at_k, reportable_ks
 from problems import Problem, ProblemFormatError, load_problems_by_id
 
@@ -138,7 +138,7 @@ def result_record(sample: Sample, result: ExecutionResult) -> dict[str, Any]:
         "task_id": sample.task_id,
         "index": sample.index,
         "verdict": result.verdict.value,
-        "reward": None if result.verdict == Verdict.SANDBOX_ERROR else result.reward,
+        "reward": None if result.verdict == Verdict.SANDBOX_ERROR else reward(result.verdict),
         "tests": [test.verdict.value for test in result.tests],  # the tests that ran, in order
         "tests_total": result.tests_total,
         "error": result.error.model_dump() if result.error is not None else None,
@@ -172,7 +172,7 @@ def summarize(
     n = Counter(task_ids)  # samples per problem, in first-seen order
     c = Counter(t for t, r in zip(task_ids, results, strict=True) if r.verdict == Verdict.PASSED)
     pairs = [(n[task_id], c[task_id]) for task_id in n]
-    rewards = [r.reward for r in results if r.verdict != Verdict.SANDBOX_ERROR and r.reward is not None]
+    rewards = [reward(r.verdict) for r in results if r.verdict != Verdict.SANDBOX_ERROR]
     return Summary(
         samples=len(results),
         problems=len(n),

@@ -49,7 +49,6 @@ class ClientConfig(BaseModel):
     """whole-batch limit (None: none)"""
     redis_down_timeout_s: float = Field(default=60.0, gt=0)
     """keep retrying an unreachable Redis this long before failing"""
-    policy_version: int = Field(default=0, ge=0)
     submit_chunk: int = Field(default=500, ge=1)
     read_count: int = Field(default=1000, ge=1)
     block_ms: int = Field(default=500, ge=10)
@@ -168,8 +167,7 @@ class RedisExecutionClient:
         requests = [
             ExecutionRequest(
                 sample_id=f"{batch}:{index}",
-                problem_id=items[index].problem.task_id,
-                policy_version=self.config.policy_version,
+                task_id=items[index].problem.task_id,
                 program=items[index].program,
                 which=items[index].which,  # type: ignore[arg-type]
                 results_stream=stream,

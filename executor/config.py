@@ -7,7 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from coderl.outcomes import RewardConfig
 
 
 class SandboxConfig(BaseModel):
@@ -79,7 +78,6 @@ class ExecutorConfig(BaseModel):
     """programs run in parallel (one sandbox each)"""
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
-    rewards: RewardConfig = Field(default_factory=RewardConfig)
     stop_on_first_failure: bool = True
     """stop a program's tests at the first failure (CodeRL's early exit; the verdict is the same)"""
     max_attempts: int = Field(default=3, ge=1)

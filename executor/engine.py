@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coderl.execution import ErrorInfo, ExecutionResult, TestOutcome
-from coderl.outcomes import Verdict, outcome_class, program_verdict
+from coderl.outcomes import Verdict, program_verdict
 from coderl.problem import Problem, TestCase
 
 from .config import ExecutorConfig
@@ -96,11 +96,8 @@ class Executor:
                 type="SandboxFault",
                 message=f"the sandbox failed {attempts} times while running this program: {message}"[:2000],
             )
-            cls = outcome_class(Verdict.RUNTIME_ERROR)
             return ExecutionResult(
                 verdict=Verdict.RUNTIME_ERROR,
-                reward=self.config.rewards.for_class(cls),
-                outcome_class=int(cls),
                 tests_total=total,
                 attempts=attempts,
                 error=error,
@@ -169,11 +166,8 @@ class Executor:
                 error=ErrorInfo(type="NoTests", message="the problem has no tests of this kind"),
             )
         first_error = next((j.error for j in judgements if j.error is not None), None)
-        cls = outcome_class(verdict)
         return ExecutionResult(
             verdict=verdict,
-            reward=self.config.rewards.for_class(cls),
-            outcome_class=int(cls),
             tests=outcomes,
             tests_total=total,
             error=first_error,

@@ -146,13 +146,13 @@ class ExecutorWorker:
             self._dead(entry_id, request.sample_id, reason, payload, deliveries)
             return
         try:
-            problem = self._problem(request.problem_id)
+            problem = self._problem(request.task_id)
         except (ValueError, redis.ResponseError) as exc:  # ValidationError is a ValueError
-            reason = f"stored problem {request.problem_id!r} is unreadable: {str(exc)[:500]}"
+            reason = f"stored problem {request.task_id!r} is unreadable: {str(exc)[:500]}"
             self._dead(entry_id, request.sample_id, reason, payload, deliveries)
             return
         if problem is None:
-            reason = f"unknown problem id {request.problem_id!r}: store it before submitting"
+            reason = f"unknown problem id {request.task_id!r}: store it before submitting"
             self._dead(entry_id, request.sample_id, reason, payload, deliveries)
             return
         self.slots.acquire()
@@ -174,8 +174,7 @@ class ExecutorWorker:
                 return
             report = ExecutionReport(
                 sample_id=request.sample_id,
-                problem_id=request.problem_id,
-                policy_version=request.policy_version,
+                task_id=request.task_id,
                 result=result,
                 worker_id=self.config.worker_id,
                 deliveries=deliveries,
@@ -224,14 +223,14 @@ class ExecutorWorker:
         streams.dead_letter(self.redis, self.names, letter, entry_id, self.config.dead_maxlen)
         self.counters["dead_lettered"] += 1
 
-    def _problem(self, problem_id: str) -> Problem | None:
-        if problem_id in self.problems:
-            self.problems.move_to_end(problem_id)
-            return self.problems[problem_id]
-        stored = streams.load_problem(self.redis, self.names, problem_id)
+    def _problem(self, task_id: str) -> Problem | None:
+        if task_id in self.problems:
+            self.problems.move_to_end(task_id)
+            return self.problems[task_id]
+        stored = streams.load_problem(self.redis, self.names, task_id)
         if stored is None:
             return None
-        self.problems[problem_id] = stored.problem
+        self.problems[task_id] = stored.problem
         if len(self.problems) > self.config.problem_cache:
             self.problems.popitem(last=False)
         return stored.problem
