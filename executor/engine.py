@@ -13,6 +13,7 @@ from typing import Any
 from coderl.execution import ErrorInfo, ExecutionResult, TestOutcome
 from coderl.outcomes import Verdict, program_verdict
 from coderl.problem import Problem, TestCase
+from executor.harness.protocol import LimitKey, ResultKey
 
 from .config import ExecutorConfig
 from .judge import Judgement, build_job, judge
@@ -126,11 +127,11 @@ class Executor:
                 box = box or self.pool.acquire()
                 raw = box.run(
                     build_job(problem, program, test, self.limits),
-                    timeout=float(self.limits["wall_s"]) + REPLY_SLACK_S,
+                    timeout=float(self.limits[LimitKey.WALL_S]) + REPLY_SLACK_S,
                 )
-                if raw.get("contamination"):
+                if raw.get(ResultKey.CONTAMINATION):
                     # The verdict stands; the sandbox does not: later tests get a fresh one.
-                    log.info("sandbox contaminated (%s); recycling", "; ".join(raw["contamination"]))
+                    log.info("sandbox contaminated (%s); recycling", "; ".join(raw[ResultKey.CONTAMINATION]))
                     self.pool.recycle(box)
                     box = None
                 judgement = judge(raw, test, problem.compare, self.limits)

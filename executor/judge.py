@@ -27,13 +27,23 @@ from __future__ import annotations
 
 import base64
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from coderl.execution import ErrorInfo, TestOutcome
 from coderl.outcomes import Verdict
 from coderl.problem import CompareOptions, Problem, TestCase, TestKind
 from executor.harness import values
+from executor.harness.protocol import (
+    Event,
+    EventKey,
+    KilledFor,
+    LimitKey,
+    Outcome,
+    RecordKey,
+    ResultKey,
+    RunRequest,
+)
 
 from . import plain
 from .compare import compare_stdout, compare_value
@@ -66,18 +76,15 @@ np = _NumpyOnFirstUse()
 
 def build_job(problem: Problem, program: str, test: TestCase, limits: dict[str, Any]) -> dict[str, Any]:
     """The harness job for one test; expected outputs are deliberately left out."""
-    job: dict[str, Any] = {"mode": test.kind.value, "program": program, "limits": limits}
-    if problem.source == "apps":
-        job["prelude"] = APPS_PRELUDE
+    prelude = APPS_PRELUDE if problem.source == "apps" else None
+    request = RunRequest(mode=test.kind.value, program=program, limits=limits, prelude=prelude)
     if test.kind == TestKind.STDIO:
-        job["stdin"] = test.stdin
+        request = replace(request, stdin=test.stdin)
     elif test.kind == TestKind.CALL:
-        job["fn_name"] = problem.fn_name
-        job["args"] = values.encode(list(test.args or []))
+        request = replace(request, fn_name=problem.fn_name, args=values.encode(list(test.args or [])))
     else:
-        job["setup_code"] = problem.setup_code
-        job["test_code"] = test.code
-    return job
+        request = replace(request, setup_code=problem.setup_code, test_code=test.code)
+    return request.to_dict()
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,9 @@ def _judgement(
     verdict: Verdict, raw: dict[str, Any], error_type: str = "", message: str = "", trace: str = ""
 ) -> Judgement:
     outcome = TestOutcome(
-        verdict=verdict, time_s=float(raw.get("cpu_s") or 0.0), wall_s=float(raw.get("wall_s") or 0.0)
+        verdict=verdict,
+        time_s=float(raw.get(ResultKey.CPU_S) or 0.0),
+        wall_s=float(raw.get(ResultKey.WALL_S) or 0.0),
     )
     if verdict == Verdict.PASSED:
         return Judgement(outcome)
@@ -101,8 +110,8 @@ def _judgement(
 
 
 def _first_event(raw: dict[str, Any], *kinds: str) -> dict[str, Any] | None:
-    for event in raw.get("events") or []:
-        if isinstance(event, dict) and event.get("event") in kinds:
+    for event in raw.get(ResultKey.EVENTS) or []:
+        if isinstance(event, dict) and event.get(EventKey.EVENT) in kinds:
             return event
     return None
 
@@ -123,22 +132,22 @@ def _signal_name(number: int) -> str:
 
 def judge(raw: dict[str, Any], test: TestCase, options: CompareOptions, limits: dict[str, Any]) -> Judgement:
     """Verdict of one test run; see the module docstring for the precedence."""
-    if not isinstance(raw, dict) or "mode" not in raw:
+    if not isinstance(raw, dict) or ResultKey.MODE not in raw:
         return _judgement(Verdict.SANDBOX_ERROR, {}, "SandboxError", "unreadable harness report")
-    record = raw.get("record") if isinstance(raw.get("record"), dict) else None
-    record_event = (record or {}).get("event") or {}
-    if record and record.get("outcome") == "harness_error":
-        return _judgement(Verdict.SANDBOX_ERROR, raw, "SandboxError", str(record.get("message", "")))
-    compile_error = _first_event(raw, "compile_error")
-    if compile_error is None and record and record.get("outcome") == "compile_error":
+    record = raw.get(ResultKey.RECORD) if isinstance(raw.get(ResultKey.RECORD), dict) else None
+    record_event = (record or {}).get(RecordKey.EVENT) or {}
+    if record and record.get(RecordKey.OUTCOME) == Outcome.HARNESS_ERROR:
+        return _judgement(Verdict.SANDBOX_ERROR, raw, "SandboxError", str(record.get(RecordKey.MESSAGE, "")))
+    compile_error = _first_event(raw, Event.COMPILE_ERROR)
+    if compile_error is None and record and record.get(RecordKey.OUTCOME) == Outcome.COMPILE_ERROR:
         compile_error = record_event
     if compile_error:
         return _judgement(
             Verdict.COMPILE_ERROR,
             raw,
-            str(compile_error.get("type", "SyntaxError")),
-            str(compile_error.get("message", "")),
-            str(compile_error.get("traceback", "")),
+            str(compile_error.get(EventKey.TYPE, "SyntaxError")),
+            str(compile_error.get(EventKey.MESSAGE, "")),
+            str(compile_error.get(EventKey.TRACEBACK, "")),
         )
     limit = _limit_verdict(raw, limits, record_event)
     if limit is not None:
@@ -153,89 +162,97 @@ def judge(raw: dict[str, Any], test: TestCase, options: CompareOptions, limits: 
 def _limit_verdict(
     raw: dict[str, Any], limits: dict[str, Any], record_event: dict[str, Any]
 ) -> Judgement | None:
-    killed_for = raw.get("killed_for")
-    if killed_for == "output":
-        cap = limits.get("output_bytes", 0)
+    killed_for = raw.get(ResultKey.KILLED_FOR)
+    if killed_for == KilledFor.OUTPUT:
+        cap = limits.get(LimitKey.OUTPUT_BYTES, 0)
         return _judgement(Verdict.OUTPUT_LIMIT, raw, "OutputLimit", f"output exceeded {cap} bytes")
-    if raw.get("oom_first"):  # out of memory first (then reclaim or thrashing used up the time)
+    if raw.get(ResultKey.OOM_FIRST):  # out of memory first (then reclaim or thrashing used up the time)
         return _memory_limit(raw, limits)
-    cpu_limit = float(limits.get("cpu_s", 0) or 0)
-    cpu_s = float(raw.get("cpu_s") or 0)
-    over_cpu = cpu_limit > 0 and (cpu_s > cpu_limit or (bool(raw.get("signal")) and cpu_s >= cpu_limit))
-    if killed_for in ("cpu", "wall") or raw.get("signal") == signal.SIGXCPU or over_cpu:
-        which = "wall-clock" if killed_for == "wall" else "CPU"
-        limit_s = limits.get("wall_s") if killed_for == "wall" else cpu_limit
+    cpu_limit = float(limits.get(LimitKey.CPU_S, 0) or 0)
+    cpu_s = float(raw.get(ResultKey.CPU_S) or 0)
+    over_cpu = cpu_limit > 0 and (
+        cpu_s > cpu_limit or (bool(raw.get(ResultKey.SIGNAL)) and cpu_s >= cpu_limit)
+    )
+    if (
+        killed_for in (KilledFor.CPU, KilledFor.WALL)
+        or raw.get(ResultKey.SIGNAL) == signal.SIGXCPU
+        or over_cpu
+    ):
+        which = "wall-clock" if killed_for == KilledFor.WALL else "CPU"
+        limit_s = limits.get(LimitKey.WALL_S) if killed_for == KilledFor.WALL else cpu_limit
         return _judgement(Verdict.TIMEOUT, raw, "Timeout", f"{which} limit of {limit_s} s exceeded")
-    raised = _first_event(raw, "exception", "raised") or record_event
-    if raw.get("oom_killed") or (isinstance(raised, dict) and raised.get("type") == "MemoryError"):
+    raised = _first_event(raw, Event.EXCEPTION, Event.RAISED) or record_event
+    if raw.get(ResultKey.OOM_KILLED) or (
+        isinstance(raised, dict) and raised.get(EventKey.TYPE) == "MemoryError"
+    ):
         return _memory_limit(raw, limits)
     return None
 
 
 def _memory_limit(raw: dict[str, Any], limits: dict[str, Any]) -> Judgement:
-    limit_mb = int(limits.get("memory_bytes", 0)) >> 20
+    limit_mb = int(limits.get(LimitKey.MEMORY_BYTES, 0)) >> 20
     return _judgement(Verdict.MEMORY_LIMIT, raw, "MemoryLimit", f"memory limit of {limit_mb} MiB exceeded")
 
 
 def _runtime_error(raw: dict[str, Any], event: dict[str, Any] | None) -> Judgement:
-    if event and event.get("type"):
+    if event and event.get(EventKey.TYPE):
         return _judgement(
             Verdict.RUNTIME_ERROR,
             raw,
-            str(event["type"]),
-            str(event.get("message", "")),
-            str(event.get("traceback", "")),
+            str(event[EventKey.TYPE]),
+            str(event.get(EventKey.MESSAGE, "")),
+            str(event.get(EventKey.TRACEBACK, "")),
         )
-    if raw.get("signal"):
+    if raw.get(ResultKey.SIGNAL):
         return _judgement(
             Verdict.RUNTIME_ERROR,
             raw,
-            _signal_name(int(raw["signal"])),
-            f"killed by {_signal_name(int(raw['signal']))}",
-            _text(raw.get("stderr"))[-MESSAGE_LIMIT:],
+            _signal_name(int(raw[ResultKey.SIGNAL])),
+            f"killed by {_signal_name(int(raw[ResultKey.SIGNAL]))}",
+            _text(raw.get(ResultKey.STDERR))[-MESSAGE_LIMIT:],
         )
-    code = raw.get("exit_code")
+    code = raw.get(ResultKey.EXIT_CODE)
     return _judgement(
-        Verdict.RUNTIME_ERROR, raw, "NonZeroExit", f"exit code {code}", _text(raw.get("stderr"))
+        Verdict.RUNTIME_ERROR, raw, "NonZeroExit", f"exit code {code}", _text(raw.get(ResultKey.STDERR))
     )
 
 
 def _judge_stdio(raw: dict[str, Any], test: TestCase, options: CompareOptions) -> Judgement:
-    if raw.get("signal") is None and raw.get("exit_code") is None:
+    if raw.get(ResultKey.SIGNAL) is None and raw.get(ResultKey.EXIT_CODE) is None:
         return _judgement(Verdict.SANDBOX_ERROR, raw, "SandboxError", "the program's exit status was lost")
-    if raw.get("signal") or raw.get("exit_code") != 0:
-        return _runtime_error(raw, _first_event(raw, "exception"))
-    comparison = compare_stdout(_text(raw.get("stdout")), test.stdout or "", options)
+    if raw.get(ResultKey.SIGNAL) or raw.get(ResultKey.EXIT_CODE) != 0:
+        return _runtime_error(raw, _first_event(raw, Event.EXCEPTION))
+    comparison = compare_stdout(_text(raw.get(ResultKey.STDOUT)), test.stdout or "", options)
     if comparison.equal:
         return _judgement(Verdict.PASSED, raw)
     return _judgement(Verdict.FAILED_TEST, raw, "WrongAnswer", comparison.reason)
 
 
 def _judge_call(raw: dict[str, Any], test: TestCase, options: CompareOptions) -> Judgement:
-    event = _first_event(raw, "returned", "raised", "exited", "exception")
-    if event is None and raw.get("protocol_violation"):
+    event = _first_event(raw, Event.RETURNED, Event.RAISED, Event.EXITED, Event.EXCEPTION)
+    if event is None and raw.get(ResultKey.PROTOCOL_VIOLATION):
         return _judgement(
             Verdict.FAILED_TEST, raw, "ProtocolViolation", "the program corrupted its result channel"
         )
-    if event is None and raw.get("signal") is None and raw.get("exit_code") is None:
+    if event is None and raw.get(ResultKey.SIGNAL) is None and raw.get(ResultKey.EXIT_CODE) is None:
         return _judgement(Verdict.SANDBOX_ERROR, raw, "SandboxError", "the program's exit status was lost")
     if event is None:
         return (
             _runtime_error(raw, None)
-            if raw.get("signal") or raw.get("exit_code")
+            if raw.get(ResultKey.SIGNAL) or raw.get(ResultKey.EXIT_CODE)
             else _judgement(
                 Verdict.FAILED_TEST, raw, "NoAnswer", "the program ended without returning a value"
             )
         )
-    kind = event.get("event")
-    if kind in ("raised", "exception"):
+    kind = event.get(EventKey.EVENT)
+    if kind in (Event.RAISED, Event.EXCEPTION):
         return _runtime_error(raw, event)
-    if kind == "exited":
-        if event.get("code") == 0:
+    if kind == Event.EXITED:
+        if event.get(EventKey.CODE) == 0:
             return _judgement(Verdict.FAILED_TEST, raw, "NoAnswer", "the program exited instead of returning")
-        return _judgement(Verdict.RUNTIME_ERROR, raw, "SystemExit", f"exit code {event.get('code')}")
+        return _judgement(Verdict.RUNTIME_ERROR, raw, "SystemExit", f"exit code {event.get(EventKey.CODE)}")
     try:
-        actual = plain.decode_untrusted(event.get("value"))
+        actual = plain.decode_untrusted(event.get(EventKey.VALUE))
     except (ValueError, TypeError) as exc:
         return _judgement(Verdict.FAILED_TEST, raw, "WrongAnswer", f"unreadable return value: {exc}")
     if isinstance(actual, plain.Unsupported):
@@ -249,23 +266,27 @@ def _judge_call(raw: dict[str, Any], test: TestCase, options: CompareOptions) ->
 
 
 def _judge_assert(raw: dict[str, Any], record: dict[str, Any] | None) -> Judgement:
-    outcome = (record or {}).get("outcome")
-    event = (record or {}).get("event") or {}
-    if outcome == "passed":
+    outcome = (record or {}).get(RecordKey.OUTCOME)
+    event = (record or {}).get(RecordKey.EVENT) or {}
+    if outcome == Outcome.PASSED:
         return _judgement(Verdict.PASSED, raw)
-    if outcome == "failed":
+    if outcome == Outcome.FAILED:
         return _judgement(
             Verdict.FAILED_TEST,
             raw,
-            str(event.get("type", "AssertionError")),
-            str(event.get("message", "")),
-            str(event.get("traceback", "")),
+            str(event.get(EventKey.TYPE, "AssertionError")),
+            str(event.get(EventKey.MESSAGE, "")),
+            str(event.get(EventKey.TRACEBACK, "")),
         )
-    if outcome == "candidate_raised":
-        return _runtime_error(raw, event if event.get("type") else None)
-    if outcome == "candidate_gone" and event.get("event") == "exited" and event.get("code") not in (0, None):
-        return _judgement(Verdict.RUNTIME_ERROR, raw, "SystemExit", f"exit code {event.get('code')}")
-    if raw.get("signal") and raw.get("signal") != signal.SIGKILL:
+    if outcome == Outcome.CANDIDATE_RAISED:
+        return _runtime_error(raw, event if event.get(EventKey.TYPE) else None)
+    if (
+        outcome == Outcome.CANDIDATE_GONE
+        and event.get(EventKey.EVENT) == Event.EXITED
+        and event.get(EventKey.CODE) not in (0, None)
+    ):
+        return _judgement(Verdict.RUNTIME_ERROR, raw, "SystemExit", f"exit code {event.get(EventKey.CODE)}")
+    if raw.get(ResultKey.SIGNAL) and raw.get(ResultKey.SIGNAL) != signal.SIGKILL:
         return _runtime_error(raw, None)
     return _judgement(
         Verdict.FAILED_TEST, raw, "TestsNotCompleted", "the program exited before the tests completed"

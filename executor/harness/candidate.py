@@ -1,9 +1,9 @@
 """The candidate process: forked from the zygote, it runs one untrusted program.
 
 Channels (set up before any candidate code runs): fd 0 stdin, fd 1 stdout, fd 2 stderr (pipes
-read by the server), fd 3 a control socket. The first frame on fd 3 is the job; afterwards fd 3
-carries events to the server or runner (compile_error, exception, ready, returned, raised,
-exited) and, in the call-serving modes, call requests from them.
+read by the server), fd 3 a control socket. The first frame on fd 3 is the job (a
+protocol.CandidateJob); afterwards fd 3 carries events (protocol.Event) to the server or runner
+and, in the call-serving modes, call requests (protocol.CallRequest) from them.
 
 Nothing the candidate writes on fd 3 is trusted: it can only describe its own answer. Expected
 outputs and test code never enter this process.
@@ -24,6 +24,7 @@ import types
 from typing import Any, NoReturn
 
 from . import privileges, values, wire
+from .protocol import CallOp, CallRequest, CandidateJob, Event, EventKey, JobLimits, Mode
 
 CONTROL_FD = 3
 MAX_MESSAGE = 4000
@@ -41,8 +42,9 @@ def start(limits: dict[str, Any], fds: list[int], workdir: str, separated: bool)
         else:  # the process backend: the file may not be ours to write
             with contextlib.suppress(OSError):
                 privileges.raise_oom_score()
-        _isolate(limits, fds, workdir)
-        code = _run(wire.read_frame(CONTROL_FD, strict=False) or {})  # from the server
+        _isolate(JobLimits.from_dict(limits), fds, workdir)
+        job = wire.read_frame(CONTROL_FD, strict=False) or {}  # from the server
+        code = _run(CandidateJob.from_dict(job))
     except BaseException:
         try:
             os.write(2, traceback.format_exc().encode("utf-8", "replace"))
@@ -75,22 +77,19 @@ def prepare_interpreter(workdir: str) -> None:
     )
 
 
-def _isolate(limits: dict[str, Any], fds: list[int], workdir: str) -> None:
+def _isolate(limits: JobLimits, fds: list[int], workdir: str) -> None:
     os.setsid()
     for target, source in enumerate(fds):
         os.dup2(source, target)
     os.closerange(len(fds), 1 << 16)
     os.chdir(workdir)
     os.umask(0o077)
-    cpu = max(1, math.ceil(float(limits.get("cpu_s", 4))))
+    cpu = max(1, math.ceil(limits.cpu_s))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    memory = int(limits.get("memory_bytes", 0))
-    if memory > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    file_bytes = int(limits.get("file_bytes", 64 << 20))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
-    nofile = int(limits.get("open_files", 256))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    if limits.memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
@@ -146,10 +145,10 @@ def _describe(exc: BaseException) -> dict[str, Any]:
         message = "<unprintable>"
     trace = user_traceback(exc)
     return {
-        "type": name,
-        "builtin": name in _BUILTIN_EXCEPTIONS and type(exc) is getattr(builtins, name, None),
-        "message": message[:MAX_MESSAGE],
-        "traceback": trace[-MAX_MESSAGE:],
+        EventKey.TYPE: name,
+        EventKey.BUILTIN: name in _BUILTIN_EXCEPTIONS and type(exc) is getattr(builtins, name, None),
+        EventKey.MESSAGE: message[:MAX_MESSAGE],
+        EventKey.TRACEBACK: trace[-MAX_MESSAGE:],
     }
 
 
@@ -165,39 +164,39 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _run(job: dict[str, Any]) -> int:
-    program = str(job.get("program", ""))
+def _run(job: CandidateJob) -> int:
+    program = job.program
     register_source("solution.py", program)
     try:
         compiled = compile(program, "solution.py", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError) as exc:
-        send({"event": "compile_error", **_describe(exc)})
+        send({EventKey.EVENT: Event.COMPILE_ERROR, **_describe(exc)})
         return 0
-    module = types.ModuleType(str(job.get("module_name", "__main__")))
+    module = types.ModuleType(job.module_name)
     module.__file__ = "solution.py"
     module.__builtins__ = builtins  # type: ignore[attr-defined]
     sys.modules[module.__name__] = module
     try:
-        if job.get("prelude"):
-            exec(compile(job["prelude"], "<prelude>", "exec"), module.__dict__)
+        if job.prelude:
+            exec(compile(job.prelude, "<prelude>", "exec"), module.__dict__)
         exec(compiled, module.__dict__)
     except SystemExit as exc:
         code = _exit_code(exc)
-        send({"event": "exited", "code": code})
+        send({EventKey.EVENT: Event.EXITED, EventKey.CODE: code})
         return code
     except BaseException as exc:
         _flush_std_streams()
         details = _describe(exc)
         try:
-            sys.stderr.write(details["traceback"])
+            sys.stderr.write(details[EventKey.TRACEBACK])
         except BaseException:
             pass
-        send({"event": "exception", **details})
+        send({EventKey.EVENT: Event.EXCEPTION, **details})
         return 1
-    if job.get("mode") == "stdio":
+    if job.mode == Mode.STDIO:
         return 0
     _flush_std_streams()
-    send({"event": "ready", **_namespace_summary(module.__dict__)})
+    send({EventKey.EVENT: Event.READY, **_namespace_summary(module.__dict__)})
     return _serve(module.__dict__)
 
 
@@ -209,7 +208,7 @@ def _namespace_summary(namespace: dict[str, Any]) -> dict[str, Any]:
         if name.startswith("__") or isinstance(value, types.ModuleType):
             continue
         (callables if callable(value) else plain).append(name)
-    return {"callables": callables, "values": plain}
+    return {EventKey.CALLABLES: callables, EventKey.VALUES: plain}
 
 
 def _resolve(namespace: dict[str, Any], name: str) -> Any:
@@ -224,31 +223,32 @@ def _resolve(namespace: dict[str, Any], name: str) -> Any:
 
 def _serve(namespace: dict[str, Any]) -> int:
     while True:
-        request = wire.read_frame(CONTROL_FD, strict=False)  # from the runner or the server
-        if request is None:
+        frame = wire.read_frame(CONTROL_FD, strict=False)  # from the runner or the server
+        if frame is None:
             return 0
+        request = CallRequest.from_dict(frame)
         try:
-            if request.get("op") == "get":
-                result = _value(namespace, str(request.get("name")))
+            if request.op == CallOp.GET:
+                result = _value(namespace, request.name)
             else:
-                target = _resolve(namespace, str(request.get("name")))
-                args = values.decode(request.get("args", []))
-                kwargs = values.decode(request.get("kwargs", {"$dict": []}))
+                target = _resolve(namespace, request.name)
+                args = values.decode(request.args) if request.args is not None else []
+                kwargs = values.decode(request.kwargs) if request.kwargs is not None else {}
                 result = target(*args, **kwargs)
         except SystemExit as exc:
             code = _exit_code(exc)
             _flush_std_streams()
-            send({"event": "exited", "code": code})
+            send({EventKey.EVENT: Event.EXITED, EventKey.CODE: code})
             return code
         except BaseException as exc:
-            send({"event": "raised", **_describe(exc)})
+            send({EventKey.EVENT: Event.RAISED, **_describe(exc)})
             continue
         try:
             encoded = values.encode(result)
         except (ValueError, RecursionError, MemoryError) as exc:
-            encoded = {"$unsupported": f"value ({exc})"[:100]}
+            encoded = values.unsupported(f"value ({exc})"[:100])
         _flush_std_streams()
-        send({"event": "returned", "value": encoded})
+        send({EventKey.EVENT: Event.RETURNED, EventKey.VALUE: encoded})
 
 
 def _value(namespace: dict[str, Any], name: str) -> Any:

@@ -9,16 +9,37 @@ import os
 import select
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import sysutil, wire
+from .links import RunnerLink, ZygoteLink
+from .protocol import (
+    TERMINAL_EVENTS,
+    CallOp,
+    CallRequest,
+    CandidateJob,
+    Event,
+    EventKey,
+    JobLimits,
+    KilledFor,
+    Mode,
+    ResultKey,
+    RunnerJob,
+    RunRequest,
+    StopReason,
+)
 
-if TYPE_CHECKING:
-    from .server import Server
-
-TERMINAL_EVENTS = {"returned", "raised", "exited", "compile_error", "exception"}
-EVENT_KEYS = ("event", "type", "builtin", "message", "traceback", "code", "value")
-EVENT_TEXTS = ("event", "type", "message", "traceback")  # cut to MAX_EVENT_TEXT; a value never is
+# What of an event the server keeps; its texts cut to MAX_EVENT_TEXT (a value never is).
+EVENT_KEYS = (
+    EventKey.EVENT,
+    EventKey.TYPE,
+    EventKey.BUILTIN,
+    EventKey.MESSAGE,
+    EventKey.TRACEBACK,
+    EventKey.CODE,
+    EventKey.VALUE,
+)
+EVENT_TEXTS = (EventKey.EVENT, EventKey.TYPE, EventKey.MESSAGE, EventKey.TRACEBACK)
 MAX_EVENTS = 16
 MAX_EVENT_TEXT = 4000
 CPU_POLL_S = 0.01
@@ -26,27 +47,25 @@ EXPANSION = 5  # a JSON frame re-encodes to at most this many times its size (1e
 
 
 class Job:
-    def __init__(self, request: dict[str, Any], workdir: str, seq: int) -> None:
-        self.mode = str(request.get("mode", "stdio"))
+    """One run request. It reaches the zygote (its candidate's exit), the runner (assert mode) and
+    the server's CPU meter only through the links and the meter it is given."""
+
+    def __init__(
+        self, request: RunRequest, workdir: str, seq: int, zygote: ZygoteLink, runner: RunnerLink
+    ) -> None:
+        self.mode = request.mode
         self.request, self.workdir, self.seq = request, workdir, seq
-        limits = request.get("limits") or {}
-        self.limits = {
-            "cpu_s": float(limits.get("cpu_s", 4.0)),
-            "memory_bytes": int(limits.get("memory_bytes", 1 << 30)),
-            "file_bytes": int(limits.get("file_bytes", 64 << 20)),
-            "open_files": int(limits.get("open_files", 256)),
-        }
-        self.wall_s = float(limits.get("wall_s", 2 * self.limits["cpu_s"] + 1))
-        self.output_cap = int(limits.get("output_bytes", 16 << 20))
-        self.stderr_keep = int(limits.get("stderr_keep_bytes", 64 << 10))
+        self.zygote, self.runner = zygote, runner
+        self.limits = JobLimits.from_dict(request.limits)
+        self.output_cap = self.limits.output_bytes
         self.control_left = self.output_cap  # bytes of events, counted as they will be re-encoded
-        self.stdin_data = memoryview(str(request.get("stdin", "")).encode("utf-8", "surrogateescape"))
+        self.stdin_data = memoryview((request.stdin or "").encode("utf-8", "surrogateescape"))
         self.stdout, self.stderr = bytearray(), bytearray()
         self.stdout_bytes = self.stderr_bytes = 0
         self.events: list[dict[str, Any]] = []
         self.record: dict[str, Any] | None = None
-        self.stop_reason: str | None = None
-        self.killed_for: str | None = None
+        self.stop_reason: StopReason | None = None
+        self.killed_for: KilledFor | None = None
         self.candidate_pid = -1
         self.candidate_status: tuple[int, float, int] | None = None
         self.cpu_s = 0.0
@@ -54,11 +73,10 @@ class Job:
         self.oom_first = False  # memory ran out (limit reached, OOM kill) before a CPU or wall-clock kill
         self.kill_rounds = 0
         self.protocol_violation = False
-        self.entry_point = request.get("fn_name") if isinstance(request.get("fn_name"), str) else None
         self.started = time.monotonic()
         self.elapsed = 0.0
         self._exit_seen: float | None = None
-        self._pending_call = self.mode == "call"
+        self._pending_call = self.mode == Mode.CALL
         self._open_pipes()
 
     def _open_pipes(self) -> None:
@@ -79,78 +97,76 @@ class Job:
         for fd in (self.stdin_r, self.out_w, self.err_w):
             os.close(fd)
         self.ctl_candidate.close()
-        if self.mode != "stdio":  # only stdio programs get input
+        if self.mode != Mode.STDIO:  # only stdio programs get input
             self._close(self.stdin_w)
 
     def send_candidate_job(self) -> None:
-        job = {key: self.request.get(key, "") for key in ("mode", "program", "prelude")}
-        job["module_name"] = "__main__" if self.mode == "stdio" else "solution"
+        request = self.request
+        module_name = "__main__" if self.mode == Mode.STDIO else "solution"
+        job = CandidateJob(request.mode, request.program, request.prelude, module_name)
         try:
-            self.ctl_server.sendall(wire.encode_frame(job))
+            self.ctl_server.sendall(wire.encode_frame(job.to_dict()))
         except OSError:
             pass
 
-    def hand_channel_to_runner(self, runner_sock: socket.socket) -> bool:
+    def hand_channel_to_runner(self) -> bool:
         """Assert mode: the runner, not the server, talks to the candidate. False if the runner
         could not take the job (it is then replaced and the tests count as not run)."""
-        frame = wire.encode_frame(
-            {
-                "seq": self.seq,
-                "setup_code": str(self.request.get("setup_code", "")),
-                "test_code": str(self.request.get("test_code", "")),
-                "entry_point": self.entry_point,
-                "memory_bytes": self.limits["memory_bytes"],
-            }
+        request = self.request
+        job = RunnerJob(
+            self.seq,
+            request.setup_code or "",
+            request.test_code or "",
+            request.fn_name,
+            self.limits.memory_bytes,
         )
         try:
-            socket.send_fds(runner_sock, [frame[: wire.HEADER.size]], [self.ctl_server.fileno()])
-            runner_sock.sendall(frame[wire.HEADER.size :])
-        except OSError:
-            return False
+            return self.runner.take_job(job, self.ctl_server.fileno())
         finally:
             self.ctl_server.close()
-        return True
 
     # --- the loop ------------------------------------------------------------------------------
-    def loop(self, candidate_pid: int, server: Server) -> None:
+    def loop(self, candidate_pid: int, meter: sysutil.JobCpu) -> None:
         self.candidate_pid = candidate_pid
         self.started = time.monotonic()  # the clock starts when the program exists
-        deadline = self.started + self.wall_s
+        deadline = self.started + self.limits.wall_s
         next_cpu_check = 0.0
         if self.ctl_server.fileno() >= 0:
             self.ctl_server.setblocking(False)
         while self.stop_reason is None:
             now = time.monotonic()
             if now >= deadline:
-                self._stop("wall", killed=True)
+                self._kill(KilledFor.WALL)
                 break
             if now >= next_cpu_check:
                 next_cpu_check = now + CPU_POLL_S
-                if server.meter.job_cpu_s(candidate_pid) > self.limits["cpu_s"]:
-                    self._stop("cpu", killed=True)
+                if meter.job_cpu_s(candidate_pid) > self.limits.cpu_s:
+                    self._kill(KilledFor.CPU)
                     break
             readers = [fd for fd in (self.out_r, self.err_r) if fd in self.open_fds]
             if self.ctl_server.fileno() >= 0:
                 readers.append(self.ctl_server.fileno())
-            if self.mode == "assert" and server.runner_alive:
-                readers.append(server.runner_sock.fileno())
-            if not server.zygote_gone:
-                readers.append(server.zygote_sock.fileno())
+            if self.mode == Mode.ASSERT and self.runner.alive:
+                readers.append(self.runner.fileno())
+            if not self.zygote.gone:
+                readers.append(self.zygote.fileno())
             writers = [self.stdin_w] if self.stdin_w in self.open_fds else []
             timeout = min(CPU_POLL_S, max(0.0, deadline - now))
             readable, writable, _ = select.select(readers, writers, [], timeout)
             if writable:
                 self._feed_stdin()
             for fd in readable:
-                self._read(fd, server)
-            self._check_done(server)
+                self._read(fd)
+            self._check_done()
         self.elapsed = time.monotonic() - self.started
 
-    def _stop(self, reason: str, killed: bool = False) -> None:
+    def _stop(self, reason: StopReason) -> None:
         self.stop_reason = reason
-        if killed:
-            self.killed_for = reason
-        if reason in ("cpu", "wall"):
+
+    def _kill(self, limit: KilledFor) -> None:
+        """Stop for a limit (the server then kills everything); note whether memory ran out first."""
+        self.stop_reason, self.killed_for = StopReason(limit), limit
+        if limit in (KilledFor.CPU, KilledFor.WALL):
             self.oom_first = sysutil.memory_exhaustion() > self.memory_before
 
     def _feed_stdin(self) -> None:
@@ -165,15 +181,15 @@ class Job:
         if not self.stdin_data:
             self._close(self.stdin_w)
 
-    def _read(self, fd: int, server: Server) -> None:
-        if fd == server.zygote_sock.fileno():
-            server.poll_zygote()
+    def _read(self, fd: int) -> None:
+        if fd == self.zygote.fileno():
+            self.zygote.poll()
             return
         if fd == self.ctl_server.fileno():
             self._read_control()
             return
-        if server.runner_alive and fd == server.runner_sock.fileno():
-            self.take_record(server)
+        if self.runner.alive and fd == self.runner.fileno():
+            self.take_record()
             return
         try:
             data = os.read(fd, 1 << 16)
@@ -186,11 +202,11 @@ class Job:
             return
         self._store(fd, data)
 
-    def take_record(self, server: Server) -> None:
+    def take_record(self) -> None:
         """Read the runner's socket; keep this job's record (the runner lost: record stays None)."""
-        for record in server.read_runner():
-            if record.get("seq") == self.seq and self.record is None:
-                self.record = record
+        record = self.runner.record_for(self.seq)
+        if self.record is None:
+            self.record = record
 
     def _store(self, fd: int, data: bytes) -> None:
         if fd == self.out_r:
@@ -198,12 +214,12 @@ class Job:
             room = self.output_cap - len(self.stdout)
             self.stdout += data[: max(room, 0)]
             if self.stdout_bytes > self.output_cap and self.stop_reason is None:
-                self._stop("output", killed=True)
+                self._kill(KilledFor.OUTPUT)
         elif fd == self.err_r:
             self.stderr_bytes += len(data)
-            self.stderr += data[: max(self.stderr_keep - len(self.stderr), 0)]
+            self.stderr += data[: max(self.limits.stderr_keep_bytes - len(self.stderr), 0)]
             if self.stderr_bytes > self.output_cap and self.stop_reason is None:
-                self._stop("output", killed=True)
+                self._kill(KilledFor.OUTPUT)
 
     def _read_control(self) -> None:
         try:
@@ -222,8 +238,8 @@ class Job:
             # void; a stdio program is still judged on its output.
             self.protocol_violation = True
             self.ctl_server.close()
-            if self.mode == "call" and self.stop_reason is None:
-                self._stop("protocol violation")
+            if self.mode == Mode.CALL and self.stop_reason is None:
+                self._stop(StopReason.PROTOCOL_VIOLATION)
             return
         for event, size in frames:
             self._take_event(_sanitized(event), size)
@@ -236,42 +252,44 @@ class Job:
         self.control_left -= size
         if self.control_left < 0:
             if self.stop_reason is None:
-                self._stop("output", killed=True)
+                self._kill(KilledFor.OUTPUT)
             return
         if len(self.events) < MAX_EVENTS:
             self.events.append(event)
-        if self.mode == "call" and event.get("event") == "ready" and self._pending_call:
+        kind = event.get(EventKey.EVENT)
+        if self.mode == Mode.CALL and kind == Event.READY and self._pending_call:
             self._pending_call = False
-            call = {"op": "call", "name": self.request.get("fn_name"), "args": self.request.get("args", [])}
+            call = CallRequest(CallOp.CALL, str(self.request.fn_name), self.request.args)
             try:
                 self.ctl_server.setblocking(True)
-                self.ctl_server.sendall(wire.encode_frame(call))
+                self.ctl_server.sendall(wire.encode_frame(call.to_dict()))
                 self.ctl_server.setblocking(False)
             except OSError:
                 pass
-        elif self.mode == "call" and event.get("event") in TERMINAL_EVENTS and self.stop_reason is None:
-            self._stop("answered")
+        elif self.mode == Mode.CALL and kind in TERMINAL_EVENTS and self.stop_reason is None:
+            self._stop(StopReason.ANSWERED)
 
-    def _check_done(self, server: Server) -> None:
+    def _check_done(self) -> None:
         if self.stop_reason is not None:
             return
-        if self.mode == "assert":
+        if self.mode == Mode.ASSERT:
             if self.record is not None:
-                self._stop("tests finished")
-            elif not server.runner_alive:
-                self._stop("runner lost")
+                self._stop(StopReason.TESTS_FINISHED)
+            elif not self.runner.alive:
+                self._stop(StopReason.RUNNER_LOST)
             return
-        if self.candidate_pid not in server.statuses and server.zygote_stopped():
-            server.kill_zygote()  # stopped by the program: its exit would never be reported
-        sysutil.reap_any(server.statuses)  # the candidate is ours to reap if its zygote died
-        if self.candidate_pid in server.statuses:
+        statuses = self.zygote.statuses
+        if self.candidate_pid not in statuses and self.zygote.stopped():
+            self.zygote.kill()  # stopped by the program: its exit would never be reported
+        sysutil.reap_any(statuses)  # the candidate is ours to reap if its zygote died
+        if self.candidate_pid in statuses:
             # Give pipes a moment to reach EOF; daemons holding them are killed afterwards.
             if self.out_r in self.open_fds or self.err_r in self.open_fds:
                 if self._exit_seen is None:
                     self._exit_seen = time.monotonic()
                 if time.monotonic() - self._exit_seen < 0.05:
                     return
-            self._stop("exited")
+            self._stop(StopReason.EXITED)
 
     # --- after the kill -----------------------------------------------------------------------
     def drain(self) -> None:
@@ -288,7 +306,7 @@ class Job:
                 if not data:
                     self._close(fd)
                     readers.remove(fd)
-                elif fd == self.out_r and self.stop_reason == "output":
+                elif fd == self.out_r and self.stop_reason == StopReason.OUTPUT:
                     continue
                 else:
                     self._store(fd, data)
@@ -306,7 +324,7 @@ class Job:
             os.close(fd)
 
     def close_control(self) -> None:
-        if self.mode == "call" and self.ctl_server.fileno() >= 0:
+        if self.mode == Mode.CALL and self.ctl_server.fileno() >= 0:
             self.ctl_server.close()
 
     def close_all(self) -> None:
@@ -322,24 +340,24 @@ class Job:
             exit_code, signal_number = sysutil.describe_status(self.candidate_status[0])
             max_rss = self.candidate_status[2]
         return {
-            "id": self.request.get("id"),
-            "mode": self.mode,
-            "exit_code": exit_code,
-            "signal": signal_number,
-            "killed_for": self.killed_for,
-            "stop_reason": self.stop_reason,
-            "cpu_s": round(self.cpu_s, 4),
-            "wall_s": round(self.elapsed, 4),
-            "max_rss_kb": max_rss,
-            "stdout": base64.b64encode(bytes(self.stdout)).decode("ascii"),
-            "stdout_bytes": self.stdout_bytes,
-            "stderr": base64.b64encode(bytes(self.stderr)).decode("ascii"),
-            "stderr_bytes": self.stderr_bytes,
-            "events": self.events,
-            "record": self.record,
-            "kill_rounds": self.kill_rounds,
-            "oom_first": self.oom_first,
-            "protocol_violation": self.protocol_violation,
+            ResultKey.ID: self.request.id,
+            ResultKey.MODE: self.mode,
+            ResultKey.EXIT_CODE: exit_code,
+            ResultKey.SIGNAL: signal_number,
+            ResultKey.KILLED_FOR: self.killed_for,
+            ResultKey.STOP_REASON: self.stop_reason,
+            ResultKey.CPU_S: round(self.cpu_s, 4),
+            ResultKey.WALL_S: round(self.elapsed, 4),
+            ResultKey.MAX_RSS_KB: max_rss,
+            ResultKey.STDOUT: base64.b64encode(bytes(self.stdout)).decode("ascii"),
+            ResultKey.STDOUT_BYTES: self.stdout_bytes,
+            ResultKey.STDERR: base64.b64encode(bytes(self.stderr)).decode("ascii"),
+            ResultKey.STDERR_BYTES: self.stderr_bytes,
+            ResultKey.EVENTS: self.events,
+            ResultKey.RECORD: self.record,
+            ResultKey.KILL_ROUNDS: self.kill_rounds,
+            ResultKey.OOM_FIRST: self.oom_first,
+            ResultKey.PROTOCOL_VIOLATION: self.protocol_violation,
         }
 
 

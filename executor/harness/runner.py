@@ -27,9 +27,12 @@ from typing import Any, NoReturn
 
 from . import privileges, sysutil, values, wire
 from .candidate import register_source, user_traceback
+from .protocol import CallOp, CallRequest, Event, EventKey, Outcome, RunnerJob, RunnerRecord
 
 MAX_MESSAGE = 2000
 MAX_JOBS = 500
+TRIMMED_KEYS = (EventKey.EVENT, EventKey.TYPE, EventKey.MESSAGE, EventKey.TRACEBACK, EventKey.CODE)
+"""what of a candidate's event a record keeps"""
 
 
 class CandidateError(Exception):
@@ -73,22 +76,23 @@ class Channel:
         encoded_args, encoded_kwargs = values.encode(list(args), 0, budget), values.encode(kwargs, 0, budget)
         if budget.unsupported:
             raise TypeError(f"test passes a non-data argument to {name}(); only plain data can cross")
-        return self._request({"op": "call", "name": name, "args": encoded_args, "kwargs": encoded_kwargs})
+        return self._request(CallRequest(CallOp.CALL, name, encoded_args, encoded_kwargs))
 
     def get(self, name: str) -> Any:
-        return self._request({"op": "get", "name": name})
+        return self._request(CallRequest(CallOp.GET, name))
 
-    def _request(self, message: dict[str, Any]) -> Any:
+    def _request(self, message: CallRequest) -> Any:
         try:
-            wire.write_frame(self.fd, message)
+            wire.write_frame(self.fd, message.to_dict())
         except OSError:
             raise CandidateGone(None) from None
         event = self.receive()
-        if event is None or event.get("event") == "exited":
+        kind = None if event is None else event.get(EventKey.EVENT)
+        if event is None or kind == Event.EXITED:
             raise CandidateGone(event)
-        if event.get("event") == "returned":
-            return values.decode(event.get("value"))
-        if event.get("event") == "raised":
+        if kind == Event.RETURNED:
+            return values.decode(event.get(EventKey.VALUE))
+        if kind == Event.RAISED:
             error = self._exception(event)
             self.raised[id(error)] = event
             raise error
@@ -96,14 +100,15 @@ class Channel:
 
     @staticmethod
     def _exception(event: dict[str, Any]) -> BaseException:
-        message = str(event.get("message", ""))[:MAX_MESSAGE]
-        kind = getattr(builtins, str(event.get("type")), None) if event.get("builtin") else None
+        message = str(event.get(EventKey.MESSAGE, ""))[:MAX_MESSAGE]
+        name = event.get(EventKey.TYPE)
+        kind = getattr(builtins, str(name), None) if event.get(EventKey.BUILTIN) else None
         if isinstance(kind, type) and issubclass(kind, Exception):
             try:
                 return kind(message)
             except Exception:
                 pass
-        return CandidateError(f"{event.get('type')}: {message}")
+        return CandidateError(f"{name}: {message}")
 
 
 class TestNamespace(dict):  # type: ignore[type-arg]
@@ -138,51 +143,51 @@ def serve(job_fd: int) -> NoReturn:
             record = run_job(job, channel_fd)
         finally:
             os.close(channel_fd)
-        record["seq"] = job.get("seq")
-        sock.sendall(wire.encode_frame(record))
+        sock.sendall(wire.encode_frame(record.to_dict()))
     os._exit(0)
 
 
-def _receive_job(sock: socket.socket) -> tuple[dict[str, Any] | None, int | None]:
+def _receive_job(sock: socket.socket) -> tuple[RunnerJob | None, int | None]:
     data, fds, _, _ = socket.recv_fds(sock, wire.HEADER.size, 1)
     if not data:
         for fd in fds:
             os.close(fd)
         return None, None
     frame = wire.read_frame_after(sock.fileno(), data)
-    return frame, (fds[0] if fds else None)
+    return RunnerJob.from_dict(frame), (fds[0] if fds else None)
 
 
-def run_job(job: dict[str, Any], channel_fd: int) -> dict[str, Any]:
+def run_job(job: RunnerJob, channel_fd: int) -> RunnerRecord:
     """Run one job's tests against the candidate on ``channel_fd``; the verdict record."""
-    memory = int(job.get("memory_bytes") or 0)
+    memory = job.memory_bytes
     if memory > 0:  # values decoded from the program are bounded by its own limit, twice over
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         soft = 2 * memory if hard == resource.RLIM_INFINITY else min(2 * memory, hard)
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     try:
-        return _run(
-            Channel(channel_fd),
-            str(job.get("setup_code", "")),
-            str(job.get("test_code", "")),
-            job.get("entry_point") if isinstance(job.get("entry_point"), str) else None,
-        )
+        outcome, event = _run(Channel(channel_fd), job.setup_code, job.test_code, job.entry_point)
+        return RunnerRecord(outcome, event=event, seq=job.seq)
     except BaseException:
-        return {"outcome": "harness_error", "message": traceback.format_exc()[-MAX_MESSAGE:]}
+        message = traceback.format_exc()[-MAX_MESSAGE:]
+        return RunnerRecord(Outcome.HARNESS_ERROR, message=message, seq=job.seq)
 
 
-def _run(channel: Channel, setup_code: str, test_code: str, entry_point: str | None) -> dict[str, Any]:
+# How the tests end when the candidate's first event is not ready.
+_NOT_READY = {Event.COMPILE_ERROR: Outcome.COMPILE_ERROR, Event.EXCEPTION: Outcome.CANDIDATE_RAISED}
+
+
+def _run(
+    channel: Channel, setup_code: str, test_code: str, entry_point: str | None
+) -> tuple[Outcome, dict[str, Any] | None]:
+    """The tests' outcome, and the candidate's event or the test code's error that decided it."""
     first = channel.receive()
-    kind = (first or {}).get("event")
-    if kind != "ready":
-        outcome = {"compile_error": "compile_error", "exception": "candidate_raised"}.get(
-            str(kind), "candidate_gone"
-        )
-        return {"outcome": outcome, "event": _trim(first)}
-    names, lazy = first.get("callables"), first.get("values")
+    kind = (first or {}).get(EventKey.EVENT)
+    if first is None or kind != Event.READY:
+        return _NOT_READY.get(str(kind), Outcome.CANDIDATE_GONE), _trim(first)
+    names, lazy = first.get(EventKey.CALLABLES), first.get(EventKey.VALUES)
     if not isinstance(names, list) or not isinstance(lazy, list):
-        bad = {"type": "ProtocolViolation", "message": "bad ready frame"}
-        return {"outcome": "candidate_gone", "event": bad}
+        bad = {EventKey.TYPE: "ProtocolViolation", EventKey.MESSAGE: "bad ready frame"}
+        return Outcome.CANDIDATE_GONE, bad
     namespace = TestNamespace(channel, {name for name in lazy if _visible(name, entry_point)})
     for name in names:
         if _visible(name, entry_point):
@@ -193,15 +198,18 @@ def _run(channel: Channel, setup_code: str, test_code: str, entry_point: str | N
         exec(compile(setup_code, "<test setup>", "exec"), namespace)
         exec(compile(test_code, "<tests>", "exec"), namespace)
     except CandidateGone as gone:
-        return {"outcome": "candidate_gone", "event": _trim(gone.event)}
+        return Outcome.CANDIDATE_GONE, _trim(gone.event)
     except BaseException as exc:
         raised = channel.raised.get(id(exc))
         if raised is not None:  # the program's own exception, with its own traceback
-            return {"outcome": "candidate_raised", "event": _trim(raised)}
-        detail = {"type": type(exc).__name__, "message": _safe_str(exc)[:MAX_MESSAGE]}
-        detail["traceback"] = user_traceback(exc)[-MAX_MESSAGE:]
-        return {"outcome": "failed", "event": detail}
-    return {"outcome": "passed"}
+            return Outcome.CANDIDATE_RAISED, _trim(raised)
+        detail = {
+            EventKey.TYPE: type(exc).__name__,
+            EventKey.MESSAGE: _safe_str(exc)[:MAX_MESSAGE],
+            EventKey.TRACEBACK: user_traceback(exc)[-MAX_MESSAGE:],
+        }
+        return Outcome.FAILED, detail
+    return Outcome.PASSED, None
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -228,5 +236,5 @@ def _trim(event: dict[str, Any] | None) -> dict[str, Any] | None:
     return {
         key: (value[:MAX_MESSAGE] if isinstance(value, str) else value)
         for key, value in event.items()
-        if key in ("event", "type", "message", "traceback", "code")
+        if key in TRIMMED_KEYS
     }

@@ -127,7 +127,7 @@ def encode(value: Any, depth: int = 0, budget: Budget | None = None) -> Any:
             return value
         if value.bit_length() > MAX_INT_DIGITS * 3.33:
             budget.unsupported += 1
-            return {"$unsupported": f"int of more than {MAX_INT_DIGITS} digits"}
+            return unsupported(f"int of more than {MAX_INT_DIGITS} digits")
         return {"$int": _int_digits(value)}
     if kind is float:
         if math.isfinite(value):
@@ -206,7 +206,12 @@ def _encode_subclass(value: Any, kind: type, depth: int, budget: Budget) -> Any:
         if issubclass(kind, base):
             return {tag: [encode(item, depth + 1, budget) for item in base.__iter__(value)]}
     budget.unsupported += 1
-    return {"$unsupported": _type_name(kind)}
+    return unsupported(_type_name(kind))
+
+
+def unsupported(what: str) -> dict[str, str]:
+    """The encoding of a value that may not cross (decoded as ``Unsupported(what)``)."""
+    return {"$unsupported": what}
 
 
 def _namedtuple_fields(kind: type, length: int) -> list[str] | None:

@@ -7,10 +7,9 @@ outputs or earlier programs in its inherited memory. It stays root with only CAP
 (each child gives up root, and with it both, before anything else runs: see privileges.py) and
 is non-dumpable, so a program (another uid) can neither signal, trace nor prlimit it.
 
-Protocol on its SOCK_SEQPACKET socket:
-  {"op": "run", "limits", "workdir"} + 4 fds (stdin, stdout, stderr, control) -> {"pid"}: a candidate;
-  {"op": "janitor"} -> {"pid"}: a child under the program uid that runs cleanup.scrub;
-  later {"exited": pid, "status", "cpu_s", "max_rss_kb"} when that child is reaped.
+Protocol on its SOCK_SEQPACKET socket (protocol.py): a ``ZygoteRequest`` (``ZygoteOp.RUN`` with 4
+fds: stdin, stdout, stderr, control; or ``ZygoteOp.JANITOR``) -> ``{ZygoteReply.PID: pid}``; later
+a ``ChildExit`` when that child is reaped. The server's end is links.ZygoteLink.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import socket
 from typing import NoReturn
 
 from . import candidate, cleanup, privileges, sysutil
+from .protocol import ChildExit, ZygoteOp, ZygoteReply, ZygoteRequest
 
 PRELOAD = (
     "collections",
@@ -64,7 +64,7 @@ def main(sock: socket.socket, with_numpy: bool, separated: bool, layout: cleanup
     preload(with_numpy)
     candidate.prepare_interpreter(layout.workdir)  # what every program starts with, made once
     gc.freeze()  # preloaded objects stay out of later collections: fewer copy-on-write faults
-    sock.send(json.dumps({"ready": True}).encode())
+    sock.send(json.dumps({ZygoteReply.READY: True}).encode())
     statuses: dict[int, tuple[int, float, int]] = {}
     children: set[int] = set()
     # SIGCHLD writes a byte to this pipe, so a child's exit wakes the select at once.
@@ -87,24 +87,23 @@ def main(sock: socket.socket, with_numpy: bool, separated: bool, layout: cleanup
                 os._exit(0)
             if not data:
                 os._exit(0)
-            request = json.loads(data)
+            request = ZygoteRequest.from_dict(json.loads(data))
             pid = os.fork()
             if pid == 0:
                 sock.close()
                 sysutil.restore_program_signals()
-                if request.get("op") == "janitor":
+                if request.op == ZygoteOp.JANITOR:
                     _janitor(separated, layout)
-                candidate.start(request["limits"], fds, request["workdir"], separated)
+                candidate.start(request.limits or {}, fds, request.workdir or "", separated)
             for fd in fds:
                 os.close(fd)
             children.add(pid)
-            sock.send(json.dumps({"pid": pid}).encode())
+            sock.send(json.dumps({ZygoteReply.PID: pid}).encode())
         sysutil.reap_any(statuses)
         for pid in [pid for pid in statuses if pid in children]:
             status, cpu, rss = statuses.pop(pid)
             children.discard(pid)
-            message = {"exited": pid, "status": status, "cpu_s": cpu, "max_rss_kb": rss}
-            sock.send(json.dumps(message).encode())
+            sock.send(json.dumps(ChildExit(pid, status, cpu, rss).to_dict()).encode())
         statuses.clear()
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.harness import wire
+from executor.harness.protocol import REQUIRED_ISOLATION, InfoKey, Op, RequestKey
 
 from ..config import SandboxConfig
 from . import seccomp
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 HARNESS_PARENT = Path(__file__).resolve().parent.parent  # holds the harness package
 MAX_REPLY = 96 * 1024 * 1024
 SANDBOX_CAPABILITIES = ("KILL", "SETUID", "SETGID", "SETPCAP")
-# What a Docker sandbox must report at start; without them its verdicts are not trustworthy.
-REQUIRED_ISOLATION = ("contained", "uid_separated", "non_dumpable", "cgroup_cpu", "cgroup_tasks")
 
 
 class SandboxFault(Exception):
@@ -73,7 +72,7 @@ class Connection:
 
     def wait_ready(self, timeout: float) -> dict[str, Any]:
         self.info = self._next_frame(time.monotonic() + timeout)
-        if not self.info.get("ready"):
+        if not self.info.get(InfoKey.READY):
             raise SandboxFault(f"sandbox did not start: {self.info}")
         return self.info
 
@@ -83,8 +82,8 @@ class Connection:
         except OSError as exc:
             raise SandboxFault(f"cannot write to sandbox: {exc}") from None
         reply = self._next_frame(time.monotonic() + timeout)
-        if "error" in reply:
-            raise SandboxFault(f"sandbox error: {reply['error']}")
+        if InfoKey.ERROR in reply:
+            raise SandboxFault(f"sandbox error: {reply[InfoKey.ERROR]}")
         return reply
 
 
@@ -245,7 +244,7 @@ class DockerConnection(Connection):
         try:
             if hasattr(self, "_sock"):
                 if not force:
-                    self._sock.sendall(wire.encode_frame({"op": "exit"}))
+                    self._sock.sendall(wire.encode_frame({RequestKey.OP: Op.EXIT}))
                 self._sock.close()
         except OSError:
             pass

@@ -43,6 +43,7 @@ def report(
     record: dict[str, Any] | None = None,
     oom_killed: bool = False,
     oom_first: bool = False,
+    protocol_violation: bool = False,
     contamination: list[str] | None = None,
 ) -> dict[str, Any]:
     """A raw harness report as Job.result() + Server.run produce it (stdout/stderr base64)."""
@@ -67,6 +68,7 @@ def report(
         "kill_rounds": 1,
         "oom_killed": oom_killed,
         "oom_first": oom_first,
+        "protocol_violation": protocol_violation,
         "contamination": contamination if contamination is not None else [],
     }
 
