@@ -19,8 +19,9 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from coderl.cli import CommandError
-from coderl.config import dump_config, load_config
+from coderl.cli import CommandError, plural
+from coderl.cliconfig import add_config_options, load_command_config
+from coderl.config import dump_config
 from problems import ProblemFormatError, load_problems
 
 from .config import PolicyConfig, SamplingConfig
@@ -43,16 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--batch-size", type=int, metavar="B", help="sequences decoded together (default 32)")
     add("--seed", type=int, metavar="S", help="sampling seed (default 0)")
     add("--device", default="auto", metavar="DEVICE", help="auto, cpu, cuda, cuda:N (default auto)")
-    add("--config", type=Path, metavar="FILE", help="SamplingConfig as TOML/YAML")
-    add(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a sampling key, e.g. top_p=0.9 (after --config, before the flags)",
-    )
+    add_config_options(parser, SamplingConfig, "SamplingConfig", "top_p=0.9")
 
 
 def _config(args: argparse.Namespace) -> SamplingConfig:
@@ -64,8 +56,7 @@ def _config(args: argparse.Namespace) -> SamplingConfig:
         "batch_size": args.batch_size,
         "seed": args.seed,
     }
-    overrides = [*args.overrides, *(f"{key}={value}" for key, value in flags.items() if value is not None)]
-    return load_config(SamplingConfig, args.config, overrides)
+    return load_command_config(SamplingConfig, args, flags)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
                 written += 1
             bar.update(len(chunk))
     tmp.replace(args.out)
-    sys.stdout.write(f"sample: {written} programs for {len(problems)} problems -> {args.out}\n")
+    programs, of = plural(written, "program"), plural(len(problems), "problem")
+    sys.stdout.write(f"sample: {programs} for {of} -> {args.out}\n")
     return 0
 
 

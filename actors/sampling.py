@@ -10,6 +10,7 @@ temperature and top-p), without keeping a (steps, batch, vocab) score tensor aro
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -121,6 +122,12 @@ def _decode_attention(device: torch.device) -> contextlib.AbstractContextManager
     return sdpa_kernel(list(DECODE_ATTENTION_BACKENDS))
 
 
+def cache_argument(model: PreTrainedModel) -> str:
+    """The name under which ``model.forward`` takes (and its output returns) the KV cache: ``cache``
+    in recent transformers, which warn on every call given the older ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class _Decoder:
     """Feeds one new token per call and returns the next-token logits, (b, vocab), using the cache."""
 
@@ -129,6 +136,7 @@ class _Decoder:
         self.prompt_ids = prompt_ids
         self.mask = prompt_mask
         self.past: Any = None
+        self.cache_name = cache_argument(model)
         self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
         if self.is_encoder_decoder:
             with _decode_attention(prompt_ids.device):
@@ -139,7 +147,7 @@ class _Decoder:
     def __call__(self, token: torch.Tensor | None) -> torch.Tensor:
         with _decode_attention(self.prompt_ids.device):
             out = self._forward(token)
-        self.past = out.past_key_values
+        self.past = getattr(out, self.cache_name)
         return out.logits[:, -1]
 
     def _forward(self, token: torch.Tensor | None) -> Any:
@@ -148,8 +156,8 @@ class _Decoder:
                 encoder_outputs=self.encoded,
                 attention_mask=self.mask,
                 decoder_input_ids=(self.start if token is None else token)[:, None],
-                past_key_values=self.past,
                 use_cache=True,
+                **{self.cache_name: self.past},
             )
         elif token is None:
             out = self.model(
@@ -164,7 +172,7 @@ class _Decoder:
                 input_ids=token[:, None],
                 attention_mask=self.mask,
                 position_ids=positions(self.mask)[:, -1:],
-                past_key_values=self.past,
                 use_cache=True,
+                **{self.cache_name: self.past},
             )
         return out

@@ -7,8 +7,11 @@ Each subcommand lives in its own module, which defines::
     def run(args: argparse.Namespace) -> int: ...   # the exit code
 
 and is registered by one line in ``COMMANDS``. Only the chosen subcommand's module is imported, so
-``coderl execute`` never pays for torch or ray. A subcommand reports a usage or input mistake by
+``coderl execute`` never pays for torch or ray, and no ``--help`` imports torch, transformers or ray.
+A module's ``--config``/``--set`` options come from ``coderl.cliconfig.add_config_options``, which
+also lists every config key in its ``--help``. A subcommand reports a usage or input mistake by
 raising ``CommandError`` (or ``ConfigError``): ``main`` prints it and returns its exit code.
+``ALIASES`` keeps old command names working (hidden from ``--help``, with a warning).
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from coderl import __version__
+from coderl.cliconfig import CommandParser
 from coderl.config import ConfigError
 from coderl.logs import setup_logging
 
-__all__ = ["COMMANDS", "CommandError", "Subcommand", "build_parser", "main"]
+__all__ = ["ALIASES", "COMMANDS", "CommandError", "Subcommand", "build_parser", "main", "plural"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,9 @@ class Subcommand:
 
 COMMANDS: dict[str, Subcommand] = {
     "execute": Subcommand("executor.cli", "run programs against problem tests in the sandbox and score them"),
-    "executor": Subcommand("executor.__main__", "run an executor service worker on Redis streams"),
+    "worker": Subcommand(
+        "executor.__main__", "serve execution requests from Redis streams (an executor service worker)"
+    ),
     "sft": Subcommand(
         "learner.sft_cli", "warm-start a policy on ground-truth programs (writes a checkpoint)"
     ),
@@ -54,6 +60,8 @@ COMMANDS: dict[str, Subcommand] = {
     "sample": Subcommand("actors.sample_cli", "sample programs for a problem set from a policy checkpoint"),
     "suite": Subcommand("problems.suite.cli", "write the built-in generated problem suite (JSONL or APPS)"),
 }
+ALIASES: dict[str, str] = {"executor": "worker"}
+"""deprecated name -> command: still accepted, hidden from --help, a warning when used"""
 
 
 class CommandError(Exception):
@@ -62,6 +70,11 @@ class CommandError(Exception):
     def __init__(self, message: str, exit_code: int = USAGE_ERROR) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``"1 problem"``, ``"2 problems"``, ``"0 problems"`` (``plural_form`` for irregular nouns)."""
+    return f"{count} {noun if count == 1 else plural_form or noun + 's'}"
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -80,12 +93,15 @@ def _common_options() -> argparse.ArgumentParser:
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     """The parser; only the ``selected`` subcommand's module is imported to add its arguments."""
-    parser = argparse.ArgumentParser(prog="coderl", description="Distributed CodeRL pipeline.")
+    parser = CommandParser(prog="coderl", description="Distributed CodeRL pipeline.")
     parser.add_argument("--version", action="version", version=f"coderl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_options()
-    for name, command in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.help, parents=[common])
+    names = [(name, name) for name in COMMANDS] + list(ALIASES.items())
+    for name, target in names:
+        command = COMMANDS[target]
+        shown = {"help": command.help} if name in COMMANDS else {}  # aliases stay out of the list
+        sub = subparsers.add_parser(name, description=command.help, parents=[common], **shown)
         if name == selected:
             module = command.load()
             sub.description = getattr(module, "DESCRIPTION", command.help)
@@ -96,7 +112,7 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 
 
 def _selected(argv: Sequence[str]) -> str | None:
-    return next((arg for arg in argv if arg in COMMANDS), None)
+    return next((arg for arg in argv if arg in COMMANDS or arg in ALIASES), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     setup_logging(args.log_level, json=args.log_json)
+    if args.command in ALIASES:
+        log.warning(
+            "coderl %s is deprecated and will be removed; use coderl %s", args.command, ALIASES[args.command]
+        )
     try:
         return int(args.run(args))
     except (CommandError, ConfigError) as exc:

