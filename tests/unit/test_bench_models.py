@@ -1,9 +1,8 @@
-"""bench/models.py: its smallest configuration runs end to end and writes consistent numbers."""
+"""python -m bench.models: its smallest configuration runs end to end and writes consistent numbers."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +22,9 @@ SMALLEST = [
 
 def _bench(*args: str) -> subprocess.CompletedProcess[str]:
     # bench/ is no installed package: run it the documented way, from the repository root.
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "bench.models", *SMALLEST, *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
 

@@ -1,10 +1,11 @@
-"""bench/pipeline.py's pieces that need no Ray or Docker: arguments and the broadcast models."""
+"""The pipeline benchmark's pieces that need no Ray or Docker: arguments and the broadcast models."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.pipeline import DEFAULT_SIZES, WeightReceiver, WeightSource, parse_args
+from bench.pipeline.broadcast import WeightReceiver, WeightSource
+from bench.pipeline.cli import DEFAULT_SIZES, parse_args
 
 
 def test_defaults_cover_tiny_to_t5_base() -> None:

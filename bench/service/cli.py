@@ -1,7 +1,7 @@
 """Executor service benchmark: the Redis-stream path vs. the in-process executor, side by side.
 
-    python -m bench.executor_service [--n N] [--repeat R] [--json PATH] [--sandboxes W]
-                                     [--backend docker|process] [--profile auto|yes|no]
+    python -m bench.service [--n N] [--repeat R] [--json PATH] [--sandboxes W]
+                            [--backend docker|process] [--profile auto|yes|no]
 
 In ONE run, on the same N programs in every configuration (default 328: for each of the 164
 HumanEval problems its canonical solution and a wrong program, ``completion_prefix + "    return
@@ -34,12 +34,11 @@ with W sandboxes. Every program must get the same verdict in every configuration
 differences are listed. Exit status 0 only when the target passes with no differences.
 
 Profile (automatic when the target fails; --profile yes/no to force): (1) the shipped worker
-loop around a zero-cost stub executor: requests/s ceiling and CPU per request of the worker,
-redis-server and this process; (2) the real executor behind three worker variants, paired
-with in-process again: as shipped (one request read ahead per sandbox), without read-ahead
-(prefetch=0), and with XREADGROUP count = free slots plus EVALSHA publishing; (3) median cost
-of each Redis call and pydantic step on the request path. The variants are subclasses in
-bench/service_profile.py (``_worker`` mode of this script).
+loop around a zero-cost stub executor (bench/service/stub_worker.py): requests/s ceiling and CPU
+per request of the worker, redis-server and this process; (2) the real executor behind two worker
+variants, paired with in-process again: as shipped (one request read ahead per sandbox) and
+without read-ahead (``--set prefetch=0``); (3) median cost of each Redis call and pydantic step on
+the request path (bench/service/profiling.py).
 
 Everything started here (worker processes, the redis-server, every sandbox container, found
 by its pool's owner label) is removed at the end, also on Ctrl-C or SIGTERM. Needs no network:
@@ -50,29 +49,24 @@ About 2-3 minutes with the defaults on 2 cores, about 1 more with the profile.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __name__ == "__main__" and not __package__:
-    # Run as a file, bench/ would be sys.path[0] and bench/executor.py would shadow the package.
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
 import logging
 import os
 import platform
 import shutil
 import signal
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from bench.common import background_load, host_description, write_json
-from bench.service_measure import Config, in_process_config
-from bench.service_profile import profile, worker_main
-from bench.service_report import report
-from bench.service_session import Session, run_rounds
-from bench.workload import Job, build_return_none_workload
+from bench.service.measure import Config, in_process_config
+from bench.service.profiling import profile
+from bench.service.report import report
+from bench.service.session import Session, run_rounds
+from bench.service.workload import Job, build_return_none_workload
 
 PROCESS_COUNTS = (1, 2, 4)
 
@@ -90,8 +84,8 @@ def make_configs(sandboxes: int) -> list[Config]:
     return configs
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.service", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=328, help="programs per run (default 328)")
     parser.add_argument("--repeat", type=int, default=4, help="timed rounds (default 4; medians reported)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
@@ -143,9 +137,6 @@ def run_benchmark(session: Session, jobs: list[Job], args: argparse.Namespace, c
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["_worker"]:
-        return worker_main(argv[1:])
     args = parse_args(argv)
 
     def on_term(*_: object) -> None:
@@ -190,7 +181,3 @@ def main(argv: list[str] | None = None) -> int:
     if interrupted:
         os._exit(130)  # everything is cleaned up; do not wait for an interrupted execute_many's threads
     return 0 if results and all(results["target"].values()) and not results["mismatches"] else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

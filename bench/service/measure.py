@@ -1,4 +1,4 @@
-"""What bench/executor_service.py measures: a ``Run`` of N programs on one configuration, a
+"""What the executor service benchmark measures: a ``Run`` of N programs on one configuration, a
 ``Config`` with its runs, and the CPU a run cost per program by process (``CpuMeter``)."""
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class Config:
     processes: int
     per_process: int
     variant: str = "cli"
-    """redis path: which worker runs (see bench/service_profile.py VARIANTS); in-process: unused"""
+    """redis path: which worker runs (``VARIANTS`` of bench/service/processes.py); in-process: unused"""
     runs: list[Run] = field(default_factory=list)
     startup_s: float = float("nan")
 

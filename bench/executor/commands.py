@@ -1,5 +1,6 @@
 """Whole commands, side by side: ``coderl execute`` (the Docker sandbox) against the minimal
-forking judge (bench/minimal_judge.py), on the same inputs, with the same 2 programs in flight.
+forking judge (bench/executor/minimal_judge.py), on the same inputs, with the same 2 programs in
+flight.
 
 - HumanEval: the 164 canonical solutions and as many ``return None`` programs (328 samples), the
   workload of the target (coderl execute >= 0.3x the judge, verdicts identical).
@@ -28,8 +29,9 @@ from pathlib import Path
 
 from problems.suite.build import SuiteConfig, build_suite
 
-REPO = Path(__file__).resolve().parent.parent
-JUDGE = REPO / "bench" / "minimal_judge.py"
+REPO = Path(__file__).resolve().parents[2]
+JUDGE = Path(__file__).resolve().with_name("minimal_judge.py")
+"""run as a file (standalone: no project imports), on the host and in a container"""
 IMAGE = "coderl-sandbox:latest"
 SECCOMP = REPO / "deploy" / "seccomp" / "coderl-sandbox.json"
 TIMEOUT_S = 3.0

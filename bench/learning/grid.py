@@ -27,17 +27,12 @@ test's p (``coderl/paired.py``). ``--reuse`` keeps finished runs, so an interrup
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if __name__ == "__main__" and not __package__:
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
-
 import argparse
-import os
 import shutil
 import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.common import host_description, write_json
@@ -45,7 +40,8 @@ from coderl.paired import PairedCounts, paired_counts, passed_by_task
 from driver.train import read_evaluations
 from learner.checkpoint import latest_checkpoint
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+"""the repository root: every run is ``python -m driver`` there"""
 ARMS: dict[str, list[str]] = {
     "critic": [],
     "nocritic": ["learner.loss.use_critic=false"],
@@ -59,11 +55,13 @@ ARMS: dict[str, list[str]] = {
     "rl-only-critic": ["learner.loss.ce_weight=0"],
 }
 SFT = "sft"
+SFT_PHASES = ("sft", "rl")
+"""the SFT run's last evaluation follows one of these phases (its RL phase is empty)"""
 RL_ARMS = ("critic", "nocritic", "rl-only", "rl-only-critic")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.learning", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--arms", nargs="+", default=["critic", "nocritic", "ce"], choices=sorted(ARMS))
     parser.add_argument("--out", type=Path, default=Path("runs/bench/learning"))
@@ -83,32 +81,35 @@ def seed_overrides(seed: int) -> list[str]:
     ]
 
 
-def final_evaluation(run_dir: Path) -> dict[str, Any] | None:
-    """The run's last evaluation record, or None if it never finished one."""
+def final_evaluation(run_dir: Path, last_phases: tuple[str, ...] = ("rl",)) -> dict[str, Any] | None:
+    """The run's last evaluation after one of ``last_phases`` (an arm: ``rl``; the SFT run, whose
+    later phases are empty and may not be evaluated: ``sft`` and ``rl``), or None if it has none."""
     if not (run_dir / "run.json").is_file():
         return None
-    finished = [r for r in read_evaluations(run_dir) if r["when"] == "after rl"]
+    ends = {f"after {phase}" for phase in last_phases}
+    finished = [r for r in read_evaluations(run_dir) if r["when"] in ends]
     return finished[-1] if finished else None
 
 
-def run(name: str, overrides: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    run_dir = args.out / name
-    if args.reuse and (done := final_evaluation(run_dir)) is not None:
+def run(
+    name: str, overrides: list[str], args: argparse.Namespace, last_phases: tuple[str, ...] = ("rl",)
+) -> dict[str, Any]:
+    run_dir = (args.out / name).resolve()
+    if args.reuse and (done := final_evaluation(run_dir, last_phases)) is not None:
         print(f"  {name}: reused ({done['pass@1']:.3f})", flush=True)
         return done
     shutil.rmtree(run_dir, ignore_errors=True)
     command = [sys.executable, "-m", "driver", "--run-dir", str(run_dir)]
     if args.config:
-        command += ["--config", str(args.config)]
+        command += ["--config", str(args.config.resolve())]
     command += ["--set", *args.set, *overrides]
     started = time.monotonic()
     log = args.out / f"{name}.log"
     with log.open("w") as out:
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
         completed = subprocess.run(
-            command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, timeout=args.timeout
+            command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=args.timeout
         )
-    done = final_evaluation(run_dir)
+    done = final_evaluation(run_dir, last_phases)
     if completed.returncode != 0 or done is None:
         raise SystemExit(f"{name}: the run failed (exit {completed.returncode}); see {log}")
     print(f"  {name}: held-out pass@1 {done['pass@1']:.3f} in {time.monotonic() - started:.0f} s", flush=True)
@@ -119,9 +120,8 @@ def run_grid(args: argparse.Namespace) -> dict[str, dict[int, dict[str, Any]]]:
     results: dict[str, dict[int, dict[str, Any]]] = {SFT: {}, **{arm: {} for arm in args.arms}}
     for seed in args.seeds:
         seeded = seed_overrides(seed)
-        results[SFT][seed] = run(
-            f"{SFT}-{seed}", [*seeded, "phases.critic_steps=0", "phases.rl_steps=0"], args
-        )
+        sft_only = [*seeded, "phases.critic_steps=0", "phases.rl_steps=0"]
+        results[SFT][seed] = run(f"{SFT}-{seed}", sft_only, args, SFT_PHASES)
         checkpoint = latest_checkpoint(args.out / f"{SFT}-{seed}")
         assert checkpoint is not None
         start = [f"policy.model={(checkpoint / 'policy').resolve()}", "phases.sft_steps=0"]
@@ -175,7 +175,3 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out / "learning.json", summary)
     print(f"wrote {args.out / 'learning.json'}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
