@@ -103,8 +103,10 @@ class Policy:
     ) -> list[SampledProgram]:
         """``params.n`` programs per problem, in problem order, decoded ``params.batch_size`` at a time.
 
-        Sample ids are ``{task_id}/v{version}{round_id}/{sample|greedy}{index}``: give each call at
-        the same policy version its own ``round_id`` when ids must stay unique.
+        A call's programs of one problem form one group, ``{task_id}/v{version}{round_id}``; sample
+        ids are ``{group_id}/{sample|greedy}{index}``. Give each call at the same policy version its
+        own ``round_id`` when ids must stay unique; a greedy call with the same ``round_id`` joins
+        the sampled call's groups (its decode is their baseline).
         """
         jobs = [(problem, index) for problem in problems for index in range(params.n)]
         generator = None
@@ -142,7 +144,8 @@ class Policy:
         kind = "greedy" if params.is_greedy else "sample"
         return [
             self._sampled_program(
-                f"{problem.task_id}/v{self.version}{round_id}/{kind}{index}",
+                f"{problem.task_id}/v{self.version}{round_id}",
+                f"{kind}{index}",
                 problem,
                 prompt,
                 samples,
@@ -154,7 +157,8 @@ class Policy:
 
     def _sampled_program(
         self,
-        sample_id: str,
+        group_id: str,
+        member: str,
         problem: Problem,
         prompt: list[int],
         samples: TokenSamples,
@@ -164,8 +168,9 @@ class Policy:
         length = int(samples.mask[row].sum())
         token_ids = samples.token_ids[row, :length].tolist()
         return SampledProgram(
-            sample_id=sample_id,
+            sample_id=f"{group_id}/{member}",
             task_id=problem.task_id,
+            group_id=group_id,
             policy_version=self.version,
             program=extract_program(self.decode(token_ids)),
             prompt_token_ids=prompt,

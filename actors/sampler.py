@@ -1,7 +1,7 @@
 """The sampler: takes training problems in a seeded order, samples programs with the current policy,
 publishes them for execution, and swaps in broadcast weights between rounds.
 
-A plain class; ``learner/ray_driver.py`` wraps it with ``ray.remote`` where actors are created, and
+A plain class; ``driver/ray_roles.py`` wraps it with ``ray.remote`` where actors are created, and
 the in-process pipeline calls it directly. Ray runs an actor's calls one at a time, so a weight
 update sent while a round runs is applied when the round ends: weights never change mid-round.
 """
@@ -132,10 +132,12 @@ class Sampler:
         return report
 
     def _params(self, sampling: SamplingConfig) -> SamplingConfig:
-        """A distinct, reproducible seed per sampler, incarnation and round."""
-        key = f"{self.seed}/{self.sampler_id}/{self.state.incarnation}/{self.state.rounds}"
-        seed = random.Random(key).getrandbits(31)
-        return sampling.model_copy(update={"seed": seed})
+        """A distinct, reproducible seed per sampler, incarnation and round, derived from the run's
+        seed and ``sampling.seed``; with ``sampling.seed`` None sampling is not seeded at all."""
+        if sampling.seed is None:
+            return sampling
+        key = f"{self.seed}/{sampling.seed}/{self.sampler_id}/{self.state.incarnation}/{self.state.rounds}"
+        return sampling.model_copy(update={"seed": random.Random(key).getrandbits(31)})
 
     def _next_problems(self) -> list[Problem]:
         chosen: list[Problem] = []

@@ -21,12 +21,11 @@ import json
 import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import UnionType
-from typing import Any, TypeVar, Union, get_args, get_origin
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .config import load_config, parse_override, read_config_file
+from .config import load_config, nested_model, parse_override, read_config_file
 
 __all__ = [
     "CommandParser",
@@ -193,7 +192,7 @@ def _walk(model: type[BaseModel], values: Mapping[str, Any], prefix: str) -> Ite
     docs = _docstrings(model)
     for name, field in model.model_fields.items():
         key = f"{prefix}{field.alias or name}"
-        nested = _nested_model(field.annotation)
+        nested = nested_model(field.annotation)
         value = values.get(name, _field_default(field))
         if nested is not None and (isinstance(value, Mapping) or value is None):
             yield from _walk(nested, value or _defaults(nested), f"{key}.")
@@ -210,15 +209,6 @@ def _field_default(field: Any) -> Any:
     else:
         value = field.default
     return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-
-
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) in (Union, UnionType):
-        models = [m for m in map(_nested_model, get_args(annotation)) if m is not None]
-        return models[0] if len(models) == 1 else None
-    return None
 
 
 def _show(value: Any) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["ConfigError", "dump_config", "load_config", "parse_override", "read_config_file"]
+__all__ = ["ConfigError", "dump_config", "load_config", "nested_model", "parse_override", "read_config_file"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -122,12 +122,12 @@ def dump_config(model: BaseModel) -> str:
 # -- keys --------------------------------------------------------------------------------------------
 
 
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
+def nested_model(annotation: Any) -> type[BaseModel] | None:
     """The model class behind ``Model`` or ``Model | None``; None for anything else."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     if get_origin(annotation) in (Union, UnionType):
-        models = [m for m in map(_nested_model, get_args(annotation)) if m is not None]
+        models = [m for m in map(nested_model, get_args(annotation)) if m is not None]
         return models[0] if len(models) == 1 else None
     return None
 
@@ -170,7 +170,7 @@ def _check_keys(
             if _checks_keys(model_cls):
                 raise _unknown_key(model_cls, prefix, str(key), origin)
             continue
-        child = _nested_model(model_cls.model_fields[name].annotation)
+        child = nested_model(model_cls.model_fields[name].annotation)
         if child is not None and isinstance(value, dict):
             _check_keys(child, value, (*prefix, str(key)), origin)
 
@@ -194,7 +194,7 @@ def _apply_override(
             raise ConfigError(
                 f"{origin}: {'.'.join((*prefix, key))!r} is a value ({node!r}), not a section with keys"
             )
-        data, model_cls = node, _nested_model(annotation)
+        data, model_cls = node, nested_model(annotation)
         if model_cls is None and annotation is not None and not _is_section(annotation):
             raise ConfigError(
                 f"{origin}: {'.'.join((*prefix, key))!r} is a value of type {_describe(annotation)}, "
@@ -207,7 +207,7 @@ def _apply_override(
 
 def _is_section(annotation: Any) -> bool:
     """Can a value of this type hold keys (a model, a dict, Any)?"""
-    if annotation is Any or _nested_model(annotation) is not None or get_origin(annotation) is dict:
+    if annotation is Any or nested_model(annotation) is not None or get_origin(annotation) is dict:
         return True
     if isinstance(annotation, type) and issubclass(annotation, dict):
         return True
@@ -246,7 +246,7 @@ def _expected_at(model_cls: type[BaseModel], loc: tuple[Any, ...]) -> str | None
     current: Any = model_cls
     field = None
     for part in loc:
-        model = _nested_model(current)
+        model = nested_model(current)
         origin = get_origin(current)
         if model is not None and isinstance(part, str) and (name := _field_name(model, part)):
             field = model.model_fields[name]

@@ -21,12 +21,9 @@ class CriticConfig(BaseModel):
     head_hidden: int = Field(default=128, ge=1)
     """width of the head's hidden layer (CodeRL: Linear(d, 128) -> ReLU -> Linear(128, classes))"""
     device: str = "auto"
-    max_prompt_tokens: int = Field(default=600, ge=8)
-    max_program_tokens: int = Field(default=512, ge=8)
-    lr: float = Field(default=2e-5, gt=0)
-    """CodeRL's critic learning rate"""
-    weight_decay: float = Field(default=0.05, ge=0)
+    """auto (cuda when present, else cpu); a training run puts the critic on the learner's device"""
     seed: int = 0
+    """seeds the head (and a preset backbone's random initialisation)"""
 
     @property
     def num_classes(self) -> int:

@@ -48,11 +48,16 @@ def critic_batch(critic: Critic, examples: Sequence[CriticExample]) -> tuple[Tok
 
 
 def critic_step(
-    critic: Critic, optimizer: torch.optim.Optimizer, examples: Sequence[CriticExample], max_grad_norm: float
+    critic: Critic,
+    optimizer: torch.optim.Optimizer,
+    batch: TokenBatch,
+    labels: torch.Tensor,
+    max_grad_norm: float,
 ) -> dict[str, float]:
-    """One optimizer step of the critic's cross-entropy; returns its loss and batch accuracy."""
+    """One optimizer step of the critic's cross-entropy on ``batch`` (``critic_batch`` builds one
+    from examples) with outcome ``labels``, shape (b,); returns its loss and batch accuracy."""
     critic.train()
-    batch, labels = critic_batch(critic, examples)
+    batch, labels = batch.to(critic.device), labels.to(critic.device)
     output = critic(batch)
     loss = critic_loss(output.program_logits, labels)
     optimizer.zero_grad(set_to_none=True)

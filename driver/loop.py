@@ -11,18 +11,18 @@ Synchronous: generate one batch, wait for its execution and the update, broadcas
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from actors.sampler import RoundReport, SamplerState
-from learner.learner import StepReport
+from learner.reports import StepReport
 
-from .roles import Handle, Roles
+from .roles import LearnerProxy, Pending, Roles
 from .train_config import TrainConfig
 
-__all__ = ["PhaseClock", "run_updates"]
+__all__ = ["Admission", "PhaseClock", "Update", "run_updates"]
 
 log = logging.getLogger(__name__)
 
@@ -64,34 +64,50 @@ class PhaseClock:
 OnUpdate = Callable[[StepReport, float, PhaseClock], None]
 """called after every update with its report and the broadcast time (0 when nothing was sent)"""
 
+Update = Callable[[LearnerProxy], Pending[StepReport]]
+"""which update a phase runs (driver/phases.py: ``rl_update`` or ``critic_update``)"""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """How far sampling may run ahead of the learner."""
+
+    per_round: int
+    """sampled programs one round yields (problems per round x samples per problem)"""
+    batch: int
+    """sampled programs per update"""
+    cap: int
+    """sampled programs admitted but not yet settled by the learner, at most"""
+    decoupled: bool
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> Admission:
+        per_round = config.sampler.problems_per_round * config.sampler.sampling.n
+        batch = config.learner.batch_size
+        decoupled = config.mode == "decoupled"
+        # A round admitted now is trained after the update in flight, the batches ahead of it, and
+        # the broadcast the sampler has not applied yet (it arrives behind the round in progress):
+        # with cap/batch batches outstanding, its lag reaches cap/batch.
+        cap = max(1, config.learner.max_policy_lag) * batch if decoupled else batch
+        return cls(per_round, batch, cap, decoupled)
+
 
 def run_updates(
-    roles: Roles,
-    method: str,
-    steps: int,
-    config: TrainConfig,
-    on_update: OnUpdate,
-    broadcast: bool,
+    roles: Roles, update: Update, steps: int, admission: Admission, on_update: OnUpdate, broadcast: bool
 ) -> PhaseClock:
-    """``steps`` learner updates (``method``: rl_update or critic_update) fed by the samplers."""
-    per_round = config.sampler.problems_per_round * config.sampler.sampling.n
-    batch = config.learner.batch_size
-    decoupled = config.mode == "decoupled"
-    # A round admitted now is trained after the update in flight, the batches ahead of it, and the
-    # broadcast the sampler has not applied yet (it arrives behind the round in progress): with
-    # cap/batch batches outstanding, its lag reaches cap/batch.
-    cap = max(1, config.learner.max_policy_lag) * batch if decoupled else batch
+    """``steps`` learner updates (``update``: which one) fed by the samplers."""
+    per_round, batch, cap = admission.per_round, admission.batch, admission.cap
+    decoupled = admission.decoupled
     clock = PhaseClock()
-    # The learner's settled count runs over the whole run; start this phase's count from it, or a
-    # phase after the first would admit rounds without bound (and drop them as stale).
-    produced = settled = int(roles.call_learner("settled_samples"))
-    exec_busy_at_start = float(roles.call_learner("exec_busy_seconds"))
-    executions_at_start = int(roles.call_learner("executions"))
+    # The learner's counts run over the whole run; start this phase's from them, or a phase after
+    # the first would admit rounds without bound (and drop them as stale).
+    start = roles.learner.status()
+    produced = settled = start.settled_samples
     failures = 0
     idle = list(range(roles.num_samplers))
     positions: dict[int, SamplerState] = dict(enumerate(roles.sampler_states()))
-    in_flight: list[Handle] = []
-    learner: Handle | None = None
+    in_flight: list[Pending[RoundReport]] = []
+    learner: Pending[StepReport] | None = None
     done_steps = 0
     while done_steps < steps:
         # 1. Admit sampling rounds while the work ahead of the learner stays under the cap.
@@ -100,16 +116,16 @@ def run_updates(
             produced += per_round
         # 2. Keep one update in flight (synchronous: only once a whole batch is out).
         if learner is None and (decoupled or produced - settled >= batch or not in_flight):
-            learner = roles.submit_learner(method)
+            learner = update(roles.learner)
         # 3. Wait for whatever finishes first.
-        waiting = [*in_flight, *([learner] if learner is not None else [])]
+        waiting: list[Pending[Any]] = [*in_flight, *([learner] if learner is not None else [])]
         for handle in roles.wait(waiting, timeout_s=None):
-            if handle.kind == "round":
+            if handle is not learner:
                 in_flight.remove(handle)
                 assert handle.sampler is not None
                 idle.append(handle.sampler)
                 try:
-                    round_report: RoundReport = roles.get(handle)
+                    round_report: RoundReport = handle.result()
                     _count_round(round_report, clock)
                     positions[handle.sampler] = round_report.state
                 except Exception as exc:  # a sampler died: bring it back, up to MAX_SAMPLER_FAILURES
@@ -122,20 +138,20 @@ def run_updates(
                         raise
                     roles.recover_sampler(handle.sampler, positions[handle.sampler])
                 continue
-            report: StepReport = roles.get(handle)
+            report: StepReport = handle.result()
             learner = None
-            settled = report.settled_total
+            settled = report.status.settled_samples
             clock.learner_busy_s += report.train_s
             clock.learner_wait_s += report.wait_s
-            clock.exec_busy_s = report.exec_busy_total_s - exec_busy_at_start
-            clock.executions = report.executions_total - executions_at_start
+            clock.exec_busy_s = report.status.exec_busy_s - start.exec_busy_s
+            clock.executions = report.status.executions - start.executions
             broadcast_s = 0.0
             if broadcast:
                 _, broadcast_s = roles.broadcast()
                 clock.broadcast_s += broadcast_s
             done_steps += 1
             on_update(report, broadcast_s, clock)
-    _finish_rounds(roles, in_flight, clock)
+    _finish_rounds(in_flight, clock)
     return clock
 
 
@@ -146,14 +162,10 @@ def _count_round(report: RoundReport, clock: PhaseClock) -> None:
     clock.sampler_busy_s += report.generate_s + report.publish_s
 
 
-def _finish_rounds(roles: Roles, in_flight: list[Handle], clock: PhaseClock) -> None:
+def _finish_rounds(in_flight: list[Pending[RoundReport]], clock: PhaseClock) -> None:
     """Let rounds still running finish (their samples feed the next phase or are discarded)."""
     for handle in in_flight:
         try:
-            _count_round(roles.get(handle), clock)
+            _count_round(handle.result(), clock)
         except Exception as exc:  # noqa: BLE001 - the phase is over; a late failure only loses a round
             log.warning("sampler %s failed at the end of a phase: %s", handle.sampler, exc)
-
-
-def rounds_for(batch: int, per_round: int) -> int:
-    return max(1, math.ceil(batch / per_round))

@@ -347,9 +347,20 @@ def _panels(keys: Iterable[str]) -> dict[str, list[str]]:
     return panels
 
 
-def _plot_namespace(namespace: str, series: Mapping[str, Mapping[float, float]], path: Path) -> None:
+PHASE_KEY = "run/phase"
+"""written where each phase starts (0 sft, 1 critic, 2 rl): drawn as boundaries on every curve"""
+PHASE_NAMES = ("sft", "critic", "rl")
+
+
+def _plot_namespace(
+    namespace: str,
+    series: Mapping[str, Mapping[float, float]],
+    path: Path,
+    phases: Mapping[float, float] | None = None,
+) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     panels = _panels(series)
     ncols = min(3, len(panels))
@@ -363,6 +374,19 @@ def _plot_namespace(namespace: str, series: Mapping[str, Mapping[float, float]],
             marker = "o" if len(steps) <= 30 else None
             label = key[len(title) + 1 :] or key
             ax.plot(steps, [series[key][s] for s in steps], marker=marker, markersize=3, label=label)
+        for step, phase in sorted((phases or {}).items()):
+            ax.axvline(step, color="grey", linestyle="--", linewidth=0.8)
+            name = PHASE_NAMES[int(phase)] if 0 <= phase < len(PHASE_NAMES) else f"phase {phase:g}"
+            ax.annotate(
+                name,
+                (step, 1.0),
+                xycoords=("data", "axes fraction"),
+                fontsize="x-small",
+                ha="left",
+                va="top",
+                color="grey",
+            )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.set_ylabel(keys[0] if len(keys) == 1 else "value")
@@ -385,13 +409,15 @@ def plot_curves(metrics_path: Path, out_dir: Path) -> list[Path]:
     non-finite points are gaps. Returns the written paths, sorted.
     """
     by_namespace: dict[str, dict[str, dict[float, float]]] = {}
-    for key, points in _series(_latest_history(read_metrics(metrics_path))).items():
+    series = _series(_latest_history(read_metrics(metrics_path)))
+    phases = series.pop(PHASE_KEY, {})
+    for key, points in series.items():
         by_namespace.setdefault(_namespace(key), {})[key] = points
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for namespace in sorted(by_namespace):
         path = out_dir / f"{_INVALID_FILE_CHARS.sub('_', namespace)}.png"
-        _plot_namespace(namespace, by_namespace[namespace], path)
+        _plot_namespace(namespace, by_namespace[namespace], path, phases)
         written.append(path)
     return written

@@ -1,5 +1,5 @@
 """The roles as Ray actors: the same plain classes (Sampler, Learner, ExecutorWorker), wrapped here
-where the actors are created.
+where the actors are created, and called through the same typed interface (``RayLearner``).
 
 - Samplers restart on failure (``max_restarts``); the loop then re-sends the current weights.
 - Executor workers restart too; requests a dead worker held are reclaimed from Redis by the others
@@ -16,22 +16,27 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import ray
 
-from actors.sampler import Sampler, SamplerState
+from actors.sampler import RoundReport, Sampler, SamplerState
 from coderl.logs import LOG_LEVEL_ENV
+from coderl.problem import Problem
 from coderl.rollouts import TrainStreams
+from coderl.wire import SampledProgram
 from executor.service_config import WorkerConfig
 from executor.worker import ExecutorWorker
 from learner.learner import Learner
+from learner.reports import LearnerStatus, SFTReport, StepReport
 
-from .roles import Handle, Roles, executor_worker_config, make_samplers
+from .roles import LearnerProxy, Pending, Roles, executor_worker_config, learner_arguments, make_samplers
 from .splits import ProblemSplits
 from .train_config import TrainConfig
 
-__all__ = ["ExecutorActor", "RayRoles", "actor_name"]
+__all__ = ["ExecutorActor", "RayLearner", "RayPending", "RayRoles", "actor_name"]
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,49 @@ class ExecutorActor:
         self.worker.executor.close()
 
 
+class RayPending(Pending[T]):
+    """A Ray call in flight: its object reference."""
+
+    def __init__(self, ref: Any, sampler: int | None = None) -> None:
+        self.ref = ref
+        self.sampler = sampler
+
+    def result(self) -> T:
+        return ray.get(self.ref)  # type: ignore[no-any-return]
+
+
+class RayLearner(LearnerProxy):
+    """The learner actor behind the typed interface."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    def rl_update(self) -> Pending[StepReport]:
+        return RayPending(self.actor.rl_update.remote())
+
+    def critic_update(self) -> Pending[StepReport]:
+        return RayPending(self.actor.critic_update.remote())
+
+    def sft(self, steps: int) -> Pending[SFTReport]:
+        return RayPending(self.actor.sft.remote(steps))
+
+    def status(self) -> LearnerStatus:
+        return ray.get(self.actor.status.remote())  # type: ignore[no-any-return]
+
+    def greedy_programs(self, problems: Sequence[Problem], max_new_tokens: int) -> list[SampledProgram]:
+        return ray.get(self.actor.greedy_programs.remote(list(problems), max_new_tokens))  # type: ignore[no-any-return]
+
+    def save(self, directory: Path) -> None:
+        ray.get(self.actor.save.remote(directory))
+
+    def acknowledge_settled(self) -> int:
+        return int(ray.get(self.actor.acknowledge_settled.remote()))
+
+    def weights_ref(self) -> Any:
+        """The weights, left in the object store (samplers fetch them from there)."""
+        return self.actor.weights.remote()
+
+
 class RayRoles(Roles):
     def __init__(
         self,
@@ -85,20 +133,22 @@ class RayRoles(Roles):
         # Actors ask for no CPU slots: they are long-lived and we size them ourselves; on a small
         # host, slots would leave the third actor pending forever.
         learner_cls = ray.remote(num_cpus=0, num_gpus=config.learner.num_gpus)(Learner)
-        self.learner = learner_cls.options(name=actor_name(channel, "learner")).remote(
-            config, splits.sft, redis_url, channel, checkpoint
+        self.learner_actor = learner_cls.options(name=actor_name(channel, "learner")).remote(
+            **learner_arguments(config, splits, redis_url, channel, checkpoint)
         )
+        self.learner = RayLearner(self.learner_actor)
         sampler_cls = ray.remote(num_cpus=0, num_gpus=config.sampler.num_gpus, max_restarts=3)(Sampler)
         self.samplers = [
-            sampler_cls.options(name=actor_name(channel, f"sampler-{i}")).remote(**kwargs)
-            for i, kwargs in make_samplers(config, splits, redis_url, channel)
+            sampler_cls.options(name=actor_name(channel, f"sampler-{kwargs['sampler_id']}")).remote(**kwargs)
+            for kwargs in make_samplers(config, splits, redis_url, channel)
         ]
         self.num_samplers = len(self.samplers)
         self.executors = []
-        if not config.execution.external_workers:
+        execution = config.execution
+        if not execution.external_workers:
             executor_cls = ray.remote(num_cpus=0, max_restarts=3, max_concurrency=4)(ExecutorActor)
-            for i in range(config.execution.executor_actors):
-                worker = executor_worker_config(config, redis_url, channel, i)
+            for i in range(execution.executor_actors):
+                worker = executor_worker_config(execution.worker, redis_url, execution.prefix, channel, i)
                 self.executors.append(
                     executor_cls.options(name=actor_name(channel, f"executor-{i}")).remote(worker)
                 )
@@ -108,28 +158,19 @@ class RayRoles(Roles):
         self._known_states: dict[int, SamplerState] = {}
         """each sampler's position after its last round (or restore), for checkpoints"""
 
-    def submit_round(self, sampler: int) -> Handle:
-        return Handle("round", sampler, payload=self.samplers[sampler].generate_round.remote())
+    def submit_round(self, sampler: int) -> Pending[RoundReport]:
+        return _RoundPending(self, self.samplers[sampler].generate_round.remote(), sampler)
 
-    def submit_learner(self, method: str, *args: Any) -> Handle:
-        return Handle("learner", payload=getattr(self.learner, method).remote(*args))
-
-    def wait(self, handles: Sequence[Handle], timeout_s: float | None) -> list[Handle]:
-        by_ref = {h.payload: h for h in handles}
+    def wait(self, pending: Sequence[Pending[Any]], timeout_s: float | None) -> list[Pending[Any]]:
+        by_ref = {_ref(p): p for p in pending}
         done, _ = ray.wait(list(by_ref), num_returns=1, timeout=timeout_s)
         more, _ = ray.wait(list(by_ref), num_returns=len(by_ref), timeout=0)
         return [by_ref[ref] for ref in {*done, *more}]
 
-    def get(self, handle: Handle) -> Any:
-        value = ray.get(handle.payload)
-        if handle.kind == "round" and handle.sampler is not None:
-            self._known_states[handle.sampler] = value.state
-        return value
-
     def broadcast(self) -> tuple[int, float]:
         started = time.monotonic()
-        version = ray.get(self.learner.policy_version_now.remote())
-        self._weights_ref = self.learner.weights.remote()
+        version = self.learner.status().policy_version
+        self._weights_ref = self.learner.weights_ref()
         ray.wait([self._weights_ref], fetch_local=False)
         self._version = version
         for sampler in self.samplers:
@@ -181,5 +222,25 @@ class RayRoles(Roles):
             ray.get(stops, timeout=90)
         except (ray.exceptions.RayError, TimeoutError) as exc:
             log.warning("executor actors did not stop cleanly: %s", exc)
-        for actor in [*self.executors, *self.samplers, self.learner]:
+        for actor in [*self.executors, *self.samplers, self.learner_actor]:
             ray.kill(actor)
+
+
+class _RoundPending(RayPending[RoundReport]):
+    """A sampling round; its result also records the sampler's position (for checkpoints while a
+    restarted sampler cannot answer)."""
+
+    def __init__(self, roles: RayRoles, ref: Any, sampler: int) -> None:
+        super().__init__(ref, sampler)
+        self.roles = roles
+
+    def result(self) -> RoundReport:
+        report = super().result()
+        self.roles._known_states[report.sampler_id] = report.state
+        return report
+
+
+def _ref(pending: Pending[Any]) -> Any:
+    if not isinstance(pending, RayPending):
+        raise TypeError(f"RayRoles waits on Ray calls only, not {type(pending).__name__}")
+    return pending.ref

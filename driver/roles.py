@@ -1,59 +1,136 @@
-"""The roles of a run (samplers, learner, executors) behind one interface, so the same training loop
+"""The roles of a run (samplers, learner, executors) behind one typed interface, so the same loop
 drives them in this process or as Ray actors (driver/ray_roles.py).
 
-Calls return handles; ``wait`` returns those finished. In-process calls run eagerly, which is why the
+A call that may take long returns a ``Pending``: the loop waits on several at once
+(``Roles.wait``) and reads each with ``result()``. In-process calls run eagerly, which is why the
 in-process run is always synchronous (generate -> execute -> learn in turn).
 """
 
 from __future__ import annotations
 
 import abc
-import itertools
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Generic, TypeVar
 
-from actors.sampler import Sampler, SamplerState, shard
+from actors.sampler import RoundReport, Sampler, SamplerState, shard
+from coderl.problem import Problem
 from coderl.rollouts import TrainStreams
-from executor.service_config import WorkerConfig
+from coderl.wire import SampledProgram
+from executor.service_config import WorkerConfig, WorkerSettings
 from learner.learner import Learner
+from learner.reports import LearnerStatus, SFTReport, StepReport
 
 from .services import ExecutorThread
 from .splits import ProblemSplits
 from .train_config import TrainConfig
 
-__all__ = ["Handle", "LocalRoles", "Roles", "executor_worker_config", "make_samplers"]
+__all__ = [
+    "Done",
+    "LearnerProxy",
+    "LocalLearner",
+    "LocalRoles",
+    "Pending",
+    "Roles",
+    "executor_worker_config",
+    "learner_arguments",
+    "make_samplers",
+]
+
+T = TypeVar("T")
 
 
-@dataclass(eq=False)
-class Handle:
-    kind: str
-    """'round' or 'learner'"""
+class Pending(abc.ABC, Generic[T]):
+    """A call in flight to a role."""
+
     sampler: int | None = None
-    payload: Any = None
-    """Ray: the ObjectRef; in-process: the finished value or exception"""
-    error: BaseException | None = None
-    serial: int = field(default_factory=itertools.count().__next__)
+    """the sampler of a sampling round; None for a learner call"""
+
+    @abc.abstractmethod
+    def result(self) -> T:
+        """The call's value (waiting for it if needed); re-raises the call's error."""
+
+
+class Done(Pending[T]):
+    """An in-process call, already run."""
+
+    def __init__(self, fn: Callable[..., T], *args: Any, sampler: int | None = None) -> None:
+        self.sampler = sampler
+        self._error: BaseException | None = None
+        try:
+            self._value = fn(*args)
+        except Exception as exc:  # noqa: BLE001 - handed to the loop through result(), like a Ray error
+            self._error = exc
+
+    def result(self) -> T:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class LearnerProxy(abc.ABC):
+    """The learner as the driver calls it: learner.learner.Learner's methods, typed, whether it
+    runs in this process (``LocalLearner``) or as a Ray actor (driver/ray_roles.RayLearner)."""
+
+    @abc.abstractmethod
+    def rl_update(self) -> Pending[StepReport]: ...
+
+    @abc.abstractmethod
+    def critic_update(self) -> Pending[StepReport]: ...
+
+    @abc.abstractmethod
+    def sft(self, steps: int) -> Pending[SFTReport]: ...
+
+    @abc.abstractmethod
+    def status(self) -> LearnerStatus: ...
+
+    @abc.abstractmethod
+    def greedy_programs(self, problems: Sequence[Problem], max_new_tokens: int) -> list[SampledProgram]: ...
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None: ...
+
+    @abc.abstractmethod
+    def acknowledge_settled(self) -> int: ...
+
+
+class LocalLearner(LearnerProxy):
+    def __init__(self, learner: Learner) -> None:
+        self.learner = learner
+
+    def rl_update(self) -> Pending[StepReport]:
+        return Done(self.learner.rl_update)
+
+    def critic_update(self) -> Pending[StepReport]:
+        return Done(self.learner.critic_update)
+
+    def sft(self, steps: int) -> Pending[SFTReport]:
+        return Done(self.learner.sft, steps)
+
+    def status(self) -> LearnerStatus:
+        return self.learner.status()
+
+    def greedy_programs(self, problems: Sequence[Problem], max_new_tokens: int) -> list[SampledProgram]:
+        return self.learner.greedy_programs(problems, max_new_tokens)
+
+    def save(self, directory: Path) -> None:
+        self.learner.save(directory)
+
+    def acknowledge_settled(self) -> int:
+        return self.learner.acknowledge_settled()
 
 
 class Roles(abc.ABC):
+    learner: LearnerProxy
     num_samplers: int
 
     @abc.abstractmethod
-    def submit_round(self, sampler: int) -> Handle: ...
+    def submit_round(self, sampler: int) -> Pending[RoundReport]: ...
 
     @abc.abstractmethod
-    def submit_learner(self, method: str, *args: Any) -> Handle: ...
-
-    @abc.abstractmethod
-    def wait(self, handles: Sequence[Handle], timeout_s: float | None) -> list[Handle]: ...
-
-    @abc.abstractmethod
-    def get(self, handle: Handle) -> Any: ...
-
-    def call_learner(self, method: str, *args: Any) -> Any:
-        return self.get(self.submit_learner(method, *args))
+    def wait(self, pending: Sequence[Pending[Any]], timeout_s: float | None) -> list[Pending[Any]]:
+        """Those of ``pending`` that have finished (at least one, unless the timeout passes)."""
 
     @abc.abstractmethod
     def broadcast(self) -> tuple[int, float]:
@@ -73,37 +150,58 @@ class Roles(abc.ABC):
     def shutdown(self) -> None: ...
 
 
+def learner_arguments(
+    config: TrainConfig, splits: ProblemSplits, redis_url: str, channel: TrainStreams, checkpoint: Path | None
+) -> dict[str, Any]:
+    """The learner's constructor arguments: its own sections of the run's config."""
+    return {
+        "config": config.learner,
+        "policy": config.policy,
+        "critic": config.critic,
+        "sft": config.sft,
+        "samples_per_group": config.sampler.sampling.n,
+        "sft_problems": splits.sft,
+        "redis_url": redis_url,
+        "channel": channel,
+        "checkpoint": checkpoint,
+        "seed": config.seed,
+        "audit_file": config.run_dir / AUDIT_FILE if config.learner.audit else None,
+    }
+
+
+AUDIT_FILE = "audit.jsonl"
+"""with learner.audit: the sample ids of every update, one line each (tests, debugging)"""
+
+
 def make_samplers(
     config: TrainConfig, splits: ProblemSplits, redis_url: str, channel: TrainStreams
-) -> list[tuple[int, dict[str, Any]]]:
+) -> list[dict[str, Any]]:
     """Constructor arguments of each sampler (the same for both kinds of roles)."""
     count = config.sampler.num_samplers
-    out = []
-    for i in range(count):
-        kwargs = {
+    return [
+        {
             "sampler_id": i,
             "config": config.sampler,
             "policy_config": config.policy,
             "problems": shard(splits.rl, i, count),
             "redis_url": redis_url,
             "channel": channel,
-            "greedy_baseline": config.greedy_baseline,
+            "greedy_baseline": config.learner.loss.baseline == "greedy",
             "seed": config.seed,
         }
-        out.append((i, kwargs))
-    return out
+        for i in range(count)
+    ]
 
 
 def executor_worker_config(
-    config: TrainConfig, redis_url: str, channel: TrainStreams, index: int
+    settings: WorkerSettings, redis_url: str, prefix: str, channel: TrainStreams, index: int
 ) -> WorkerConfig:
     """The configuration of the ``index``-th executor worker the run starts itself."""
     return WorkerConfig(
+        **settings.model_dump(),
         redis_url=redis_url,
-        prefix=config.execution.prefix,
+        prefix=prefix,
         worker_id=f"{channel.run_id}-executor-{index}",
-        claim_idle_ms=config.execution.claim_idle_ms,
-        executor=config.execution.executor,
     )
 
 
@@ -118,38 +216,26 @@ class LocalRoles(Roles):
         channel: TrainStreams,
         learner: Learner,
     ) -> None:
-        self.learner = learner
-        self.samplers = [Sampler(**kwargs) for _, kwargs in make_samplers(config, splits, redis_url, channel)]
+        self.local_learner = learner
+        self.learner = LocalLearner(learner)
+        self.samplers = [Sampler(**kwargs) for kwargs in make_samplers(config, splits, redis_url, channel)]
         self.num_samplers = len(self.samplers)
+        execution = config.execution
         self.executors = []
-        if not config.execution.external_workers:
-            for i in range(config.execution.executor_actors):
-                self.executors.append(ExecutorThread(executor_worker_config(config, redis_url, channel, i)))
+        if not execution.external_workers:
+            for i in range(execution.executor_actors):
+                worker = executor_worker_config(execution.worker, redis_url, execution.prefix, channel, i)
+                self.executors.append(ExecutorThread(worker))
 
-    def _run(self, handle: Handle, fn: Any, *args: Any) -> Handle:
-        try:
-            handle.payload = fn(*args)
-        except Exception as exc:  # noqa: BLE001 - handed to the loop through get(), like a Ray error
-            handle.error = exc
-        return handle
+    def submit_round(self, sampler: int) -> Pending[RoundReport]:
+        return Done(self.samplers[sampler].generate_round, sampler=sampler)
 
-    def submit_round(self, sampler: int) -> Handle:
-        return self._run(Handle("round", sampler), self.samplers[sampler].generate_round)
-
-    def submit_learner(self, method: str, *args: Any) -> Handle:
-        return self._run(Handle("learner"), getattr(self.learner, method), *args)
-
-    def wait(self, handles: Sequence[Handle], timeout_s: float | None) -> list[Handle]:
-        return list(handles)
-
-    def get(self, handle: Handle) -> Any:
-        if handle.error is not None:
-            raise handle.error
-        return handle.payload
+    def wait(self, pending: Sequence[Pending[Any]], timeout_s: float | None) -> list[Pending[Any]]:
+        return list(pending)
 
     def broadcast(self) -> tuple[int, float]:
         started = time.monotonic()
-        weights, version = self.learner.weights(), self.learner.policy_version
+        weights, version = self.local_learner.weights(), self.local_learner.policy.version
         for sampler in self.samplers:
             sampler.set_weights(weights, version)
         return version, time.monotonic() - started
@@ -162,7 +248,7 @@ class LocalRoles(Roles):
             sampler.restore(state)
 
     def recover_sampler(self, sampler: int, state: SamplerState) -> None:
-        self.samplers[sampler].set_weights(self.learner.weights(), self.learner.policy_version)
+        self.samplers[sampler].set_weights(self.local_learner.weights(), self.local_learner.policy.version)
         self.samplers[sampler].restore(state)
 
     def shutdown(self) -> None:

@@ -60,7 +60,11 @@ class RunRedis:
             "--logfile",
             str(self.log_file),
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C in the terminal reaches the driver, which stops the workers
+        # first and this server last, so no worker sees Redis vanish under it.
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         self._wait_ready(start_timeout_s)
         log.info("started redis-server for the run at %s (data in %s)", self.url, directory)
 

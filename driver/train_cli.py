@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 HELP = "train a policy with CodeRL: sft -> critic -> RL, on Ray, Redis and Docker sandboxes"
 DESCRIPTION = __doc__
-SERVICE_FAILED = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,12 +96,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = train(config, resume=args.resume)
-    except RunError as exc:
-        raise CommandError(str(exc)) from None
-    except RuntimeError as exc:
-        if "redis-server" in str(exc) or "sandbox" in str(exc):
-            raise CommandError(str(exc), exit_code=SERVICE_FAILED) from None
-        raise
+    except RunError as exc:  # 2: the configuration or run directory; 3: Redis or Docker
+        raise CommandError(str(exc), exit_code=exc.exit_code) from None
     sys.stdout.write(format_evaluations(result.state.evaluations) + "\n")
     if (gain := format_rl_gain(read_evaluations(result.run_dir))) is not None:
         sys.stdout.write(gain + "\n")

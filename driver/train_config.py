@@ -13,9 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.config import PolicyConfig, SamplerConfig
-from critic.config import CriticConfig
 from executor.config import ExecutorConfig
-from learner.config import LearnerConfig, OptimizerConfig, PhasesConfig, SFTConfig
+from executor.service_config import WorkerSettings
+from learner.config import CriticTrainingConfig, LearnerConfig, OptimizerConfig, PhasesConfig, SFTConfig
 from problems.suite import SuiteConfig
 
 __all__ = ["EvalConfig", "ExecutionConfig", "ProblemsConfig", "TrainConfig"]
@@ -56,12 +56,12 @@ class ExecutionConfig(BaseModel):
     """True: executor workers already serve redis_url (docker compose up); False: the driver starts
     executor_actors workers itself"""
     executor_actors: int = Field(default=1, ge=0)
-    """executor workers the driver starts (each with executor.workers sandboxes)"""
-    executor: ExecutorConfig = Field(default_factory=lambda: ExecutorConfig(workers=2))
-    claim_idle_ms: int = Field(default=15_000, ge=100)
-    """started workers: a request held this long without a heartbeat belongs to a dead worker and
-    is reclaimed by another"""
+    """executor workers the driver starts (each with worker.executor.workers sandboxes)"""
+    worker: WorkerSettings = Field(default_factory=lambda: WorkerSettings(executor=ExecutorConfig(workers=2)))
+    """the settings of each worker the driver starts (unused with external_workers: those have
+    their own)"""
     prefix: str = "coderl"
+    """namespace of the run's streams and keys in Redis (the workers' prefix too)"""
 
 
 class EvalConfig(BaseModel):
@@ -90,13 +90,12 @@ class TrainConfig(BaseModel):
     policy: PolicyConfig = Field(
         default_factory=lambda: PolicyConfig(max_prompt_tokens=400, max_program_tokens=160)
     )
-    critic: CriticConfig = Field(
-        default_factory=lambda: CriticConfig(max_prompt_tokens=400, max_program_tokens=160)
-    )
+    critic: CriticTrainingConfig = Field(default_factory=CriticTrainingConfig)
     phases: PhasesConfig = Field(default_factory=PhasesConfig)
     sft: SFTConfig = Field(
-        default_factory=lambda: SFTConfig(steps=1600, batch_size=16, optimizer=OptimizerConfig(lr=2e-3))
+        default_factory=lambda: SFTConfig(batch_size=16, optimizer=OptimizerConfig(lr=2e-3))
     )
+    """the warm start's batches and optimizer (its length is phases.sft_steps)"""
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
@@ -112,6 +111,11 @@ class TrainConfig(BaseModel):
             )
         if self.execution.external_workers and self.execution.redis_url is None:
             raise ValueError("execution.external_workers needs execution.redis_url (the workers' Redis)")
+        if self.critic.mode == "off" and self.phases.critic_steps > 0:
+            raise ValueError(
+                f"critic.mode='off' trains no critic, but phases.critic_steps is {self.phases.critic_steps}: "
+                "set phases.critic_steps=0 (or choose critic.mode 'online' or 'frozen')"
+            )
         if self.learner.batch_size < self.sampler.sampling.n:
             raise ValueError(
                 f"learner.batch_size ({self.learner.batch_size}) is below sampler.sampling.n "

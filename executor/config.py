@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-
 class SandboxConfig(BaseModel):
     """Where programs run. ``process`` is weaker than ``docker`` and must be asked for."""
 

@@ -14,14 +14,12 @@ def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class WorkerConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class WorkerSettings(BaseModel):
+    """How a worker serves requests, whoever starts it (``coderl worker``, or a training run that
+    starts its own workers: its ``execution.worker``)."""
 
-    redis_url: str = "redis://localhost:6379/0"
-    """Redis holding the request/result streams (env CODERL_REDIS_URL)"""
-    prefix: str = "coderl"
-    """namespace of every stream and key (coderl/streams.py)"""
-    worker_id: str = Field(default_factory=_default_worker_id)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
     prefetch: int = Field(default=1, ge=0)
     """requests read ahead per sandbox (they wait in this worker, heartbeated, never reclaimed)"""
     block_ms: int = Field(default=500, ge=10)
@@ -42,3 +40,13 @@ class WorkerConfig(BaseModel):
     """HTTP /livez, /readyz, /metrics on this port (0: off)"""
     problem_cache: int = Field(default=4096, ge=1)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+
+class WorkerConfig(WorkerSettings):
+    """A worker process: its settings plus where it connects and who it is."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    """Redis holding the request/result streams (env CODERL_REDIS_URL)"""
+    prefix: str = "coderl"
+    """namespace of every stream and key (coderl/streams.py)"""
+    worker_id: str = Field(default_factory=_default_worker_id)

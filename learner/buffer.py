@@ -1,9 +1,12 @@
-"""Joins execution results with their rollouts into complete groups, and bounds staleness.
+"""Joins execution results with their rollouts into complete groups, scores them, and bounds
+staleness.
 
-A group is one problem's samples from one sampling round (``{task}/{round}/sample{k}``) plus,
-with the greedy baseline, that round's greedy decode. The actor trains on complete groups only:
-the greedy reward or the group mean is the baseline of every sample in it. The greedy decode is not
+A group (``SampledProgram.group_id``) is one problem's samples from one sampling round plus, with
+the greedy baseline, that round's greedy decode. The actor trains on complete groups only: the
+greedy reward or the group mean is the baseline of every sample in it. The greedy decode is not
 trained on by the actor (it is W^b, not W^s), but the critic learns from it.
+
+Scoring happens here, once, under the run's reward settings: executors return verdicts only.
 
 Staleness: a sample's lag is the learner's version minus the version that sampled it. Groups over
 ``max_policy_lag`` are dropped, or kept for an importance-corrected loss (``stale="correct"``).
@@ -14,43 +17,29 @@ restarted learner reads them again.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
-from coderl.outcomes import Verdict
+from coderl.outcomes import RewardConfig, Verdict
 from coderl.rollouts import Delivery
-from coderl.wire import SampledProgram
 
-from .actor_update import ScoredSample
+from .batch import ScoredSample, TrainBatch, score
 
-__all__ = ["SampleBuffer", "TrainBatch", "group_key"]
-
-
-def group_key(sample: SampledProgram) -> str:
-    """``HumanEval/3/v2s0i0r7/sample1`` and ``.../greedy0`` -> ``HumanEval/3/v2s0i0r7``."""
-    return sample.sample_id.rsplit("/", 1)[0]
+__all__ = ["SampleBuffer"]
 
 
 @dataclass
 class _Group:
     started: float
-    samples: list[tuple[SampledProgram, float, int]] = field(default_factory=list)
-    greedy: tuple[SampledProgram, float, int] | None = None
+    samples: list[ScoredSample] = field(default_factory=list)
+    greedy: ScoredSample | None = None
     broken: bool = False
     """a member had an infrastructure fault: the group cannot be completed"""
     entries: list[tuple[str, str]] = field(default_factory=list)
     """(result entry id, sample id) of every member"""
-
-
-@dataclass
-class TrainBatch:
-    samples: list[ScoredSample]
-    """sampled programs W^s with rewards and baselines: the actor's and the critic's data"""
-    greedy: list[ScoredSample]
-    """greedy decodes W^b: critic data only"""
-    max_lag: int = 0
 
 
 class SampleBuffer:
@@ -59,12 +48,14 @@ class SampleBuffer:
         samples_per_group: int,
         greedy_baseline: bool,
         max_policy_lag: int,
+        rewards: RewardConfig | None = None,
         stale: Literal["drop", "correct"] = "drop",
         group_timeout_s: float = 600.0,
     ) -> None:
         self.samples_per_group = samples_per_group
         self.greedy_baseline = greedy_baseline
         self.max_policy_lag = max_policy_lag
+        self.rewards = rewards or RewardConfig()
         self.stale = stale
         self.group_timeout_s = group_timeout_s
         self.groups: OrderedDict[str, _Group] = OrderedDict()
@@ -83,7 +74,7 @@ class SampleBuffer:
             self.counts["settled/samples"] += 1
             self.settled.append(entry)
             return
-        key = group_key(sample)
+        key = sample.group_id
         if key in self.complete:
             self.counts["dropped/duplicate"] += 1
             self.counts["settled/samples"] += int(not sample.is_greedy)
@@ -92,12 +83,12 @@ class SampleBuffer:
         group = self.groups.setdefault(key, _Group(started=time.monotonic()))
         group.entries.append(entry)
         self.counts[f"verdict/{result.verdict.value}"] += 1
-        if result.verdict == Verdict.SANDBOX_ERROR or result.reward is None or result.outcome_class is None:
+        if result.verdict == Verdict.SANDBOX_ERROR:
             group.broken = True
             self.counts["dropped/sandbox_error"] += 1
             self.counts["settled/samples"] += int(not sample.is_greedy)
             return
-        member = (sample, float(result.reward), int(result.outcome_class))
+        member = score(sample, result.verdict, self.rewards)
         if sample.is_greedy:
             group.greedy = member
         else:
@@ -129,24 +120,24 @@ class SampleBuffer:
 
     def take(self, current_version: int, max_samples: int) -> TrainBatch:
         """Complete groups, oldest first, up to ``max_samples`` sampled programs (whole groups)."""
-        batch = TrainBatch(samples=[], greedy=[])
+        batch = TrainBatch(sampled=[])
         while self.complete:
             key, group = next(iter(self.complete.items()))
-            if batch.samples and len(batch.samples) + len(group.samples) > max_samples:
+            if batch.sampled and len(batch.sampled) + len(group.samples) > max_samples:
                 break
             del self.complete[key]
             self.settled += group.entries
             self.counts["settled/samples"] += len(group.samples)
-            lag = current_version - min(s.policy_version for s, _, _ in group.samples)
+            lag = current_version - min(s.sample.policy_version for s in group.samples)
             if lag > self.max_policy_lag and self.stale == "drop":
                 self.counts["dropped/stale_groups"] += 1
                 self.counts["dropped/stale_samples"] += len(group.samples)
                 continue
             batch.max_lag = max(batch.max_lag, lag)
-            greedy_reward = group.greedy[1] if group.greedy is not None else None
-            batch.samples += [ScoredSample(s, r, c, greedy_reward) for s, r, c in group.samples]
+            greedy_reward = group.greedy.reward if group.greedy is not None else None
+            batch.sampled += [dataclasses.replace(s, baseline_reward=greedy_reward) for s in group.samples]
             if group.greedy is not None:
-                batch.greedy.append(ScoredSample(*group.greedy))
+                batch.greedy.append(group.greedy)
         return batch
 
     def take_settled(self) -> list[tuple[str, str]]:

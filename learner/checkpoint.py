@@ -35,9 +35,9 @@ class RunState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     phase: str = "sft"
-    """the phase to continue: sft, critic, rl or done"""
-    phase_step: int = 0
-    """steps finished in that phase"""
+    """the phase in progress (sft, critic, rl), or done"""
+    phase_steps: dict[str, int] = Field(default_factory=dict)
+    """steps finished in each phase (a resumed run owes each phase the rest of its steps)"""
     policy_version: int = 0
     samplers: list[dict[str, Any]] = Field(default_factory=list)
     """each sampler's SamplerState"""

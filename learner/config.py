@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.config import PolicyConfig
+from coderl.outcomes import RewardConfig
+from critic.config import CriticConfig
 
 Normalization = Literal["sum", "token_mean", "sequence_mean"]
 """how a policy-gradient loss is reduced over tokens (learner/losses.py)"""
@@ -37,7 +39,6 @@ class SFTConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    steps: int = Field(default=1000, ge=1)
     batch_size: int = Field(default=8, ge=1)
     """(prompt, program) pairs per optimizer step"""
     max_solutions_per_problem: int | None = Field(default=None, ge=1)
@@ -48,8 +49,10 @@ class SFTConfig(BaseModel):
 
 
 class SFTCommandConfig(SFTConfig):
-    """``coderl sft``: the warm start plus the policy it starts from."""
+    """``coderl sft``: the warm start, its length and the policy it starts from (``coderl train``
+    takes the length from ``phases.sft_steps``)."""
 
+    steps: int = Field(default=1000, ge=1)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
 
 
@@ -63,8 +66,6 @@ class ActorLossConfig(BaseModel):
     baseline: Literal["greedy", "group_mean", "none"] = "greedy"
     """greedy: reward of the greedy decode of the same problem (CodeRL); group_mean: leave-one-out
     mean of the problem's other samples, no greedy decode; none: absolute returns"""
-    use_critic: bool = True
-    """weight each token by the critic's q_hat(w_t); False weights every token by 1"""
     importance: Literal["none", "truncated", "ppo_clip"] = "none"
     """correction for samples from an older policy version"""
     max_ratio: float = Field(default=1.0, gt=0)
@@ -96,10 +97,10 @@ class LearnerConfig(BaseModel):
     stale: Literal["drop", "correct"] = "drop"
     """what to do with samples over max_policy_lag; correct needs loss.importance set"""
     loss: ActorLossConfig = Field(default_factory=ActorLossConfig)
+    rewards: RewardConfig = Field(default_factory=RewardConfig)
+    """reward of each CodeRL outcome class; the learner scores every verdict with these (executors
+    return verdicts only)"""
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=1e-4))
-    critic_optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=1e-3))
-    train_critic: bool = True
-    """update the critic on each batch's observed outcomes (CodeRL freezes it; online it keeps up)"""
     num_gpus: float = Field(default=0.0, ge=0)
     device: str = "auto"
     wait_s: float = Field(default=300.0, gt=0)
@@ -111,13 +112,7 @@ class LearnerConfig(BaseModel):
 
     @model_validator(mode="after")
     def _constant_rl_learning_rate(self) -> LearnerConfig:
-        for name in ("optimizer", "critic_optimizer"):
-            optimizer: OptimizerConfig = getattr(self, name)
-            if optimizer.schedule != "constant" or optimizer.warmup_steps:
-                raise ValueError(
-                    f"learner.{name}: schedules and warm-up apply to the SFT optimizer only; "
-                    "set schedule='constant' and warmup_steps=0"
-                )
+        _constant("learner.optimizer", self.optimizer)
         return self
 
     @model_validator(mode="after")
@@ -127,6 +122,35 @@ class LearnerConfig(BaseModel):
         return self
 
 
+def _constant(name: str, optimizer: OptimizerConfig) -> None:
+    if optimizer.schedule != "constant" or optimizer.warmup_steps:
+        raise ValueError(
+            f"{name}: schedules and warm-up apply to the SFT optimizer only; "
+            "set schedule='constant' and warmup_steps=0"
+        )
+
+
+class CriticTrainingConfig(CriticConfig):
+    """The critic of a training run: its model (critic/config.py), how the run uses it, and its
+    optimizer."""
+
+    mode: Literal["online", "frozen", "off"] = "online"
+    """online: pre-trained for phases.critic_steps, then updated on every RL batch, and weighting
+    each RL token by q_hat(w_t); frozen: the same, but not updated during RL (CodeRL); off: no
+    critic at all (no critic phase, every token weighted 1; phases.critic_steps must be 0)"""
+    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=1e-3))
+    """its own learning rate and gradient clipping (CodeRL: 2e-5 for CodeT5-base)"""
+
+    @model_validator(mode="after")
+    def _constant_learning_rate(self) -> CriticTrainingConfig:
+        _constant("critic.optimizer", self.optimizer)
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
 class PhasesConfig(BaseModel):
     """sft warm start -> critic pre-training on the warm policy's samples -> rl. 0 steps skips one."""
 
@@ -134,5 +158,6 @@ class PhasesConfig(BaseModel):
 
     sft_steps: int = Field(default=1600, ge=0)
     critic_steps: int = Field(default=20, ge=0)
-    """critic-only updates on executed samples of the warm policy before RL"""
+    """critic-only updates on executed samples of the warm policy before RL (critic.mode 'off':
+    must be 0)"""
     rl_steps: int = Field(default=100, ge=0)

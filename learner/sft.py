@@ -91,21 +91,20 @@ def train_sft(
     policy: Policy,
     problems: Sequence[Problem],
     config: SFTConfig,
+    steps: int,
     on_step: Callable[[int, float], None] | None = None,
 ) -> SFTReport:
-    """Train ``policy`` in place for ``config.steps`` steps on the problems' ground-truth programs."""
+    """Train ``policy`` in place for ``steps`` steps on the problems' ground-truth programs."""
     examples = sft_examples(policy, problems, config.max_solutions_per_problem)
     if not examples:
         raise ValueError("no ground-truth programs to train on: the problems have no solutions")
-    log.info("SFT on %d programs of %d problems for %d steps", len(examples), len(problems), config.steps)
+    log.info("SFT on %d programs of %d problems for %d steps", len(examples), len(problems), steps)
     optimizer = make_optimizer(policy.model.parameters(), config.optimizer)
-    scheduler = make_scheduler(
-        optimizer, config.steps, config.optimizer.warmup_steps, config.optimizer.schedule
-    )
+    scheduler = make_scheduler(optimizer, steps, config.optimizer.warmup_steps, config.optimizer.schedule)
     report = SFTReport(programs=len(examples))
     started = time.monotonic()
     batches = _batches(examples, config.batch_size, config.seed)
-    for step in range(1, config.steps + 1):
+    for step in range(1, steps + 1):
         batch = next(batches)
         loss = ce_step(policy, optimizer, batch, config.optimizer.max_grad_norm)
         scheduler.step()
@@ -113,8 +112,8 @@ def train_sft(
         report.examples += len(batch)
         if on_step is not None:
             on_step(step, loss)
-        if step % config.log_every == 0 or step == config.steps:
+        if step % config.log_every == 0 or step == steps:
             recent = report.losses[-config.log_every :]
-            log.info("sft step %d/%d: loss %.4f", step, config.steps, sum(recent) / len(recent))
+            log.info("sft step %d/%d: loss %.4f", step, steps, sum(recent) / len(recent))
     report.seconds = time.monotonic() - started
     return report

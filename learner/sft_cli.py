@@ -25,6 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from coderl.cli import CommandError, plural
 from coderl.cliconfig import add_config_options, load_command_config
 from coderl.config import dump_config
+from models.names import UnknownModelError, check_model_name
 from problems import ProblemFormatError, load_problems
 
 from .config import SFTCommandConfig
@@ -115,6 +116,10 @@ def run(args: argparse.Namespace) -> int:
     if not any(problem.solutions for problem in problems):
         raise CommandError(f"--problems {args.problems}: no problem has a ground-truth solution to train on")
 
+    try:  # before torch loads: an unknown name fails at once
+        check_model_name(config.policy.model)
+    except UnknownModelError as exc:
+        raise CommandError(f"--model {config.policy.model}: {exc}") from None
     from actors.policy import Policy  # torch and transformers load only after the arguments are valid
 
     from .sft import train_sft

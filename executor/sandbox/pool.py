@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from ..config import SandboxConfig
+from ..harness.protocol import Op, RequestKey
 from .connection import (
     Connection,
     DockerConnection,
@@ -35,7 +36,35 @@ class Sandbox:
 
     def run(self, job: dict[str, Any], timeout: float) -> dict[str, Any]:
         self.runs += 1
-        return self.connection.request({"op": "run", **job}, timeout)
+        return self.connection.request({RequestKey.OP: Op.RUN, **job}, timeout)
+
+
+def docker_client(config: SandboxConfig) -> Any:
+    """A client of a reachable Docker engine holding this checkout's sandbox image; otherwise
+    SandboxUnavailable saying what to do (start the engine, build the image)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise SandboxUnavailable(
+            f"cannot reach the Docker engine ({exc}): start it (deploy/setup-host.sh does) or set "
+            "DOCKER_HOST; sandbox.backend='process' runs without isolation, for trusted code only"
+        ) from None
+    try:
+        image = client.images.get(config.image)
+    except docker.errors.ImageNotFound:
+        raise SandboxUnavailable(
+            f"sandbox image {config.image!r} not found: build it with deploy/build-images.sh"
+        ) from None
+    found, expected = (image.labels or {}).get(DIGEST_LABEL), harness_digest()
+    if config.check_harness_digest and found != expected:
+        raise SandboxUnavailable(
+            f"sandbox image {config.image!r} carries harness {found}, this checkout has {expected}: "
+            "rebuild it with deploy/build-images.sh (or set sandbox.check_harness_digest=false)"
+        )
+    return client
 
 
 class SandboxPool:
@@ -48,11 +77,7 @@ class SandboxPool:
         self._lock = threading.Lock()
         self._closed = False
         if config.backend == "docker":
-            import docker
-
-            self._client = docker.from_env(timeout=120)
-            self._client.ping()
-            self._check_image()
+            self._client = docker_client(config)
             _warn_if_io_uring_enabled()
         else:
             log.warning(
@@ -69,22 +94,6 @@ class SandboxPool:
         if self._idle.qsize() < size:
             self.close()
             raise SandboxFault(f"could only start {self._idle.qsize()} of {size} sandboxes")
-
-    def _check_image(self) -> None:
-        import docker
-
-        try:
-            image = self._client.images.get(self.config.image)
-        except docker.errors.ImageNotFound:
-            raise SandboxFault(
-                f"sandbox image {self.config.image!r} not found: build it with deploy/build-images.sh"
-            ) from None
-        found, expected = (image.labels or {}).get(DIGEST_LABEL), harness_digest()
-        if self.config.check_harness_digest and found != expected:
-            raise SandboxFault(
-                f"sandbox image {self.config.image!r} carries harness {found}, this checkout has {expected}: "
-                "rebuild it with deploy/build-images.sh (or set sandbox.check_harness_digest=false)"
-            )
 
     def _cores(self) -> list[int]:
         """The cores to pin this pool's sandboxes to, in the order to use them: the Docker

@@ -158,7 +158,7 @@ def submit_samples(client: redis.Redis, problems: list[Problem], results_stream:
         requests_.append(
             ExecutionRequest(
                 sample_id=sample_id,
-                problem_id=problem.task_id,
+                task_id=problem.task_id,
                 program=program,
                 results_stream=results_stream,
             )

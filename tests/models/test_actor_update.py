@@ -7,46 +7,53 @@ import torch
 
 from actors.config import SamplingConfig
 from actors.policy import Policy
-from learner.actor_update import (
-    ScoredSample,
-    actor_step,
-    baselines_for,
-    behaviour_logprobs,
-    rl_loss,
-    sample_batch,
-)
+from coderl.outcomes import InfrastructureFault, OutcomeClass, RewardConfig, Verdict
+from coderl.problem import Problem
+from learner.actor_update import actor_step, baselines_for, behaviour_logprobs, rl_loss
+from learner.batch import ScoredSample, TrainBatch, first_rows, score
 from learner.config import ActorLossConfig, OptimizerConfig
 from learner.losses import token_advantages
 from learner.sft import make_optimizer, sft_examples
-from models.sequences import response_logprobs
-from problems import Problem
+from models.sequences import TokenBatch, response_logprobs
 
 
 def _scored(
     policy: Policy, problems: list[Problem], rewards: list[float], greedy: float | None = None
-) -> list:
+) -> TrainBatch:
     samples = policy.sample(
         problems, SamplingConfig(n=len(rewards) // len(problems), temperature=1.0, max_new_tokens=16)
     )
-    return [
-        ScoredSample(sample, reward, outcome_class=3 if reward > 0 else 2, greedy_reward=greedy)
-        for sample, reward in zip(samples, rewards, strict=True)
-    ]
+    return TrainBatch(
+        [
+            ScoredSample(
+                sample,
+                Verdict.PASSED if reward > 0 else Verdict.FAILED_TEST,
+                OutcomeClass.PASSED if reward > 0 else OutcomeClass.FAILED_TEST,
+                reward,
+                baseline_reward=greedy,
+            )
+            for sample, reward in zip(samples, rewards, strict=True)
+        ]
+    )
 
 
-def _sequence_logprob(policy: Policy, scored: list[ScoredSample]) -> torch.Tensor:
+def _tokens(policy: Policy, batch: TrainBatch) -> TokenBatch:
+    return batch.sampled_tokens(policy.pad_id, policy.device)
+
+
+def _sequence_logprob(policy: Policy, batch: TrainBatch) -> torch.Tensor:
     with torch.no_grad():
-        return response_logprobs(policy.model, sample_batch(policy, scored)).sum(dim=1)
+        return response_logprobs(policy.model, _tokens(policy, batch)).sum(dim=1)
 
 
 def test_rl_step_raises_rewarded_and_lowers_punished_samples(
     policy: Policy, add_problems: list[Problem]
 ) -> None:
     scored = _scored(policy, add_problems[:1], [1.0, -1.0], greedy=0.0)
-    config = ActorLossConfig(use_critic=False, ce_weight=0.0)
+    config = ActorLossConfig(ce_weight=0.0)
     optimizer = make_optimizer(policy.model.parameters(), OptimizerConfig(lr=1e-3, weight_decay=0.0))
     before = _sequence_logprob(policy, scored)
-    stats = actor_step(policy, optimizer, scored, [], None, config, max_grad_norm=1.0)
+    stats = actor_step(policy, optimizer, scored, None, None, config, max_grad_norm=1.0)
     after = _sequence_logprob(policy, scored)
     assert after[0] > before[0] and after[1] < before[1]
     assert policy.version == 1
@@ -58,27 +65,27 @@ def test_zero_critic_values_leave_only_the_cross_entropy_gradient(
     policy: Policy, add_problems: list[Problem]
 ) -> None:
     scored = _scored(policy, add_problems[:1], [1.0, -0.3], greedy=-1.0)
-    zeros = torch.zeros(sample_batch(policy, scored).response_ids.shape)
+    zeros = torch.zeros(_tokens(policy, scored).response_ids.shape)
     optimizer = make_optimizer(policy.model.parameters(), OptimizerConfig(lr=1e-3))
     stats = actor_step(
-        policy, optimizer, scored, [], zeros, ActorLossConfig(ce_weight=0.0), max_grad_norm=1.0
+        policy, optimizer, scored, None, zeros, ActorLossConfig(ce_weight=0.0), max_grad_norm=1.0
     )
     assert stats["loss/rl"] == 0.0 and stats["grad_norm"] == 0.0
 
 
 def test_unit_critic_values_equal_no_critic(policy: Policy, add_problems: list[Problem]) -> None:
     scored = _scored(policy, add_problems[:2], [1.0, -0.3, -0.6, 1.0], greedy=-0.3)
-    batch = sample_batch(policy, scored)
+    batch = _tokens(policy, scored)
     logprobs = response_logprobs(policy.model, batch)
-    rewards = torch.tensor([s.reward for s in scored])
+    rewards = scored.rewards()
     config = ActorLossConfig()
-    baselines = baselines_for(scored, config)
+    baselines = baselines_for(scored.sampled, config)
     with_ones = token_advantages(
         rewards, baselines, torch.ones(batch.response_ids.shape), batch.response_mask
     )
     without = token_advantages(rewards, baselines, None, batch.response_mask)
     torch.testing.assert_close(with_ones, without)
-    behaviour = behaviour_logprobs(scored, batch)
+    behaviour = behaviour_logprobs(scored.sampled, batch)
     torch.testing.assert_close(behaviour, logprobs.detach(), atol=1e-4, rtol=1e-4)
     # On-policy samples: every correction gives plain REINFORCE's gradient (truncated: its value too).
     leaf = logprobs.detach().requires_grad_()
@@ -103,28 +110,51 @@ def test_unit_critic_values_equal_no_critic(policy: Policy, add_problems: list[P
 
 
 def test_baselines(policy: Policy, add_problems: list[Problem]) -> None:
-    scored = _scored(policy, add_problems[:2], [1.0, -0.3, -0.6, -1.0], greedy=-0.3)
+    scored = _scored(policy, add_problems[:2], [1.0, -0.3, -0.6, -1.0], greedy=-0.3).sampled
     assert baselines_for(scored, ActorLossConfig()).tolist() == pytest.approx([-0.3] * 4)
     assert baselines_for(scored, ActorLossConfig(baseline="none")).tolist() == [0.0] * 4
-    # Leave-one-out within each problem: (1.0 | -0.3) and (-0.6 | -1.0).
+    # Leave-one-out within each group (a problem's samples of one call): (1.0 | -0.3), (-0.6 | -1.0).
     group = baselines_for(scored, ActorLossConfig(baseline="group_mean")).tolist()
     assert group == pytest.approx([-0.3, 1.0, -1.0, -0.6])
-    no_greedy = [ScoredSample(s.sample, s.reward, s.outcome_class) for s in scored]
+    no_greedy = [ScoredSample(s.sample, s.verdict, s.outcome_class, s.reward) for s in scored]
     with pytest.raises(ValueError, match="greedy decode"):
         baselines_for(no_greedy, ActorLossConfig())
 
 
-def test_critic_on_without_values_is_refused(policy: Policy, add_problems: list[Problem]) -> None:
-    scored = _scored(policy, add_problems[:1], [1.0], greedy=0.0)
-    optimizer = make_optimizer(policy.model.parameters(), OptimizerConfig())
-    with pytest.raises(ValueError, match="token values"):
-        actor_step(policy, optimizer, scored, [], None, ActorLossConfig(), max_grad_norm=1.0)
-
-
 def test_mixed_step_reports_both_losses(policy: Policy, add_problems: list[Problem]) -> None:
     scored = _scored(policy, add_problems[:1], [1.0, -1.0], greedy=0.0)
-    ground_truth = sft_examples(policy, add_problems)
+    examples = sft_examples(policy, add_problems)
+    ground_truth = policy.batch([e.prompt_ids for e in examples], [e.program_ids for e in examples])
     optimizer = make_optimizer(policy.model.parameters(), OptimizerConfig(lr=1e-3))
-    config = ActorLossConfig(use_critic=False, ce_weight=0.5)
+    config = ActorLossConfig(ce_weight=0.5)
     stats = actor_step(policy, optimizer, scored, ground_truth, None, config, max_grad_norm=1.0)
     assert stats["loss/total"] == pytest.approx(stats["loss/rl"] + 0.5 * stats["loss/ce"], rel=1e-5)
+
+
+def test_a_batch_is_padded_once_and_its_rows_are_what_padding_them_alone_gives(
+    policy: Policy, add_problems: list[Problem]
+) -> None:
+    batch = _scored(policy, add_problems[:2], [1.0, -0.3, -0.6, 1.0], greedy=0.0)
+    greedy = _scored(policy, add_problems[2:3], [-1.0]).sampled
+    batch.greedy = greedy
+    everything = batch.tokens(policy.pad_id, policy.device)
+    assert batch.tokens(policy.pad_id, policy.device) is everything  # cached: padded once
+    assert everything.response_ids.shape[0] == 5
+    alone = policy.batch(
+        [s.sample.prompt_token_ids for s in batch.sampled], [s.sample.token_ids for s in batch.sampled]
+    )
+    for got, expected in zip(first_rows(everything, 4), alone, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
+def test_the_learner_scores_verdicts_with_the_runs_rewards(
+    policy: Policy, add_problems: list[Problem]
+) -> None:
+    (sample,) = policy.sample(add_problems[:1], SamplingConfig(n=1, max_new_tokens=4))
+    rewards = RewardConfig(compile_error=-2.0, runtime_error=-0.5, failed_test=0.0, passed=3.0)
+    assert score(sample, Verdict.PASSED, rewards).reward == 3.0
+    timeout = score(sample, Verdict.TIMEOUT, rewards)
+    assert (timeout.outcome_class, timeout.reward) == (OutcomeClass.RUNTIME_ERROR, -0.5)
+    assert score(sample, Verdict.COMPILE_ERROR, RewardConfig()).reward == -1.0
+    with pytest.raises(InfrastructureFault):
+        score(sample, Verdict.SANDBOX_ERROR, rewards)

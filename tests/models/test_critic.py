@@ -13,7 +13,7 @@ from coderl.outcomes import OutcomeClass, Verdict
 from critic.config import CriticConfig
 from critic.loss import pass_probabilities, token_values
 from critic.model import Critic, critic_label
-from critic.training import CriticExample, critic_step, evaluate_critic
+from critic.training import CriticExample, critic_batch, critic_step, evaluate_critic
 from learner.config import OptimizerConfig
 from learner.sft import make_optimizer
 from models.sequences import TokenBatch, pad_left, pad_right
@@ -118,7 +118,7 @@ def test_critic_learns_outcomes_beyond_the_majority_baseline() -> None:
     before = evaluate_critic(critic, held_out)
     optimizer = make_optimizer(critic.parameters(), OptimizerConfig(lr=3e-3))
     for _ in range(120):
-        critic_step(critic, optimizer, rng.sample(train, 16), max_grad_norm=1.0)
+        critic_step(critic, optimizer, *critic_batch(critic, rng.sample(train, 16)), max_grad_norm=1.0)
     after = evaluate_critic(critic, held_out)
     assert after.accuracy >= 0.9 > after.majority_accuracy
     assert after.accuracy > before.accuracy

@@ -15,12 +15,14 @@ import torch
 
 from actors.config import PolicyConfig, SamplingConfig
 from actors.policy import Policy
+from coderl.outcomes import OutcomeClass, Verdict
 from critic.config import CriticConfig
 from critic.model import Critic
-from critic.training import CriticExample, critic_step, critic_token_values
-from learner.actor_update import ScoredSample, actor_step, sample_batch
+from critic.training import CriticExample, critic_batch, critic_step, critic_token_values
+from learner.actor_update import actor_step
+from learner.batch import ScoredSample, TrainBatch
 from learner.config import ActorLossConfig, OptimizerConfig, SFTConfig
-from learner.sft import SFTExample, make_optimizer, train_sft
+from learner.sft import make_optimizer, train_sft
 from models.sequences import response_logprobs
 from problems import Problem
 
@@ -65,8 +67,7 @@ def test_sampled_logprobs_are_what_the_gpu_learner_recomputes(
     _, gpu = _pair(preset)
     params = SamplingConfig(n=4, temperature=0.8, top_p=0.95, max_new_tokens=24, seed=0)
     samples = gpu.sample(add_problems, params)
-    scored = [ScoredSample(s, 0.0, outcome_class=2) for s in samples]
-    batch = sample_batch(gpu, scored)
+    batch = gpu.batch([s.prompt_token_ids for s in samples], [s.token_ids for s in samples])
     with torch.no_grad():
         recomputed = response_logprobs(gpu.model.eval(), batch)
     for row, sample in enumerate(samples):
@@ -83,24 +84,30 @@ def test_critic_weighted_update_on_the_gpu_equals_the_cpu_update(
     samples = cpu.sample(add_problems[:2], SamplingConfig(n=2, temperature=1.0, max_new_tokens=16, seed=0))
     rewards = [1.0, -0.3, -0.6, 1.0]
     scored = [
-        ScoredSample(s, r, outcome_class=3 if r > 0 else 1, greedy_reward=-0.3)
+        ScoredSample(
+            s,
+            Verdict.PASSED if r > 0 else Verdict.RUNTIME_ERROR,
+            OutcomeClass.PASSED if r > 0 else OutcomeClass.RUNTIME_ERROR,
+            r,
+            baseline_reward=-0.3,
+        )
         for s, r in zip(samples, rewards, strict=True)
     ]
-    ground_truth = [
-        (cpu.prompt_token_ids(p), cpu.program_token_ids(p.solutions[0])) for p in add_problems[:2]
-    ]
-    examples = [SFTExample(f"t{i}", prompt, program) for i, (prompt, program) in enumerate(ground_truth)]
-    config = ActorLossConfig(use_critic=use_critic)
+    prompts = [cpu.prompt_token_ids(p) for p in add_problems[:2]]
+    programs = [cpu.program_token_ids(p.solutions[0]) for p in add_problems[:2]]
+    config = ActorLossConfig()
     updated = {}
     for name, policy in (("cpu", cpu), ("gpu", gpu)):
+        batch = TrainBatch(list(scored))
         critic = Critic.load(CriticConfig(model="tiny", device=str(policy.device), seed=5))
         values = None
         if use_critic:
-            classes = torch.tensor([s.outcome_class for s in scored])
-            values = critic_token_values(critic, sample_batch(policy, scored), classes)
+            tokens = batch.sampled_tokens(policy.pad_id, policy.device)
+            values = critic_token_values(critic, tokens, batch.classes())
             assert values.device.type == policy.device.type
         optimizer = make_optimizer(policy.model.parameters(), OptimizerConfig(lr=1e-3))
-        stats = actor_step(policy, optimizer, scored, examples, values, config, max_grad_norm=1.0)
+        ground_truth = policy.batch(prompts, programs)
+        stats = actor_step(policy, optimizer, batch, ground_truth, values, config, max_grad_norm=1.0)
         assert policy.version == 1 and stats["grad_norm"] > 0
         updated[name] = policy.cpu_weights()
     for key, weight in updated["cpu"].items():
@@ -117,8 +124,8 @@ def test_critic_step_on_the_gpu_equals_the_cpu_step(add_problems: list[Problem])
     for device in ("cpu", "cuda"):
         critic = Critic.load(CriticConfig(model="tiny", device=device, seed=5))
         optimizer = make_optimizer(critic.parameters(), OptimizerConfig(lr=1e-3))
-        first = critic_step(critic, optimizer, examples, max_grad_norm=1.0)
-        second = critic_step(critic, optimizer, examples, max_grad_norm=1.0)
+        first = critic_step(critic, optimizer, *critic_batch(critic, examples), max_grad_norm=1.0)
+        second = critic_step(critic, optimizer, *critic_batch(critic, examples), max_grad_norm=1.0)
         results.append((first["loss/critic"], second["loss/critic"]))
     assert results[1] == pytest.approx(results[0], rel=1e-3)
 

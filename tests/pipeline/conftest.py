@@ -27,8 +27,8 @@ SMALL_RUN = [
     "sampler.sampling.max_new_tokens=48",
     "eval.max_new_tokens=48",
     "checkpoint_every=2",
-    "execution.executor.workers=2",
-    "execution.executor.limits.timeout_s=2",
+    "execution.worker.executor.workers=2",
+    "execution.worker.executor.limits.timeout_s=2",
 ]
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from coderl.execution import ExecutionResult
-from coderl.outcomes import OutcomeClass, Verdict, outcome_class, reward
+from coderl.outcomes import OutcomeClass, RewardConfig, Verdict
 from coderl.rollouts import Delivery
 from coderl.wire import ExecutionReport, SampledProgram
-from learner.buffer import SampleBuffer, group_key
+from learner.buffer import SampleBuffer
 
 _entry = iter(range(1, 10_000))
 
@@ -17,6 +17,7 @@ def _delivery(task: str, round_id: str, kind: str, verdict: Verdict, version: in
     sample = SampledProgram(
         sample_id=f"{task}/v{version}{round_id}/{kind}",
         task_id=task,
+        group_id=f"{task}/v{version}{round_id}",
         policy_version=version,
         program="print(1)\n",
         prompt_token_ids=[5, 6],
@@ -26,22 +27,32 @@ def _delivery(task: str, round_id: str, kind: str, verdict: Verdict, version: in
         finished=True,
         is_greedy=kind.startswith("greedy"),
     )
-    scored = verdict != Verdict.SANDBOX_ERROR
-    result = ExecutionResult(
-        verdict=verdict,
-        reward=reward(verdict) if scored else None,
-        outcome_class=int(outcome_class(verdict)) if scored else None,
-    )
-    report = ExecutionReport(
-        sample_id=sample.sample_id, problem_id=task, policy_version=version, result=result, worker_id="w"
-    )
+    result = ExecutionResult(verdict=verdict)
+    report = ExecutionReport(sample_id=sample.sample_id, task_id=task, result=result, worker_id="w")
     return Delivery(f"{next(_entry)}-0", report, sample)
 
 
-def test_group_key_strips_the_member_name() -> None:
-    delivery = _delivery("HumanEval/3", "s0i0r7", "sample1", Verdict.PASSED, version=2)
-    assert delivery.sample is not None
-    assert group_key(delivery.sample) == "HumanEval/3/v2s0i0r7"
+def test_the_buffer_scores_verdicts_with_the_rewards_it_is_given() -> None:
+    """Executors return verdicts only: the run's reward settings are the ones that count."""
+    rewards = RewardConfig(compile_error=-5.0, runtime_error=-2.0, failed_test=-1.0, passed=7.0)
+    buffer = SampleBuffer(samples_per_group=2, greedy_baseline=False, max_policy_lag=1, rewards=rewards)
+    buffer.add(_delivery("t", "r0", "sample0", Verdict.PASSED))
+    buffer.add(_delivery("t", "r0", "sample1", Verdict.TIMEOUT))
+    batch = buffer.take(current_version=0, max_samples=8)
+    assert [s.reward for s in batch.sampled] == [7.0, -2.0]
+    assert [s.outcome_class for s in batch.sampled] == [OutcomeClass.PASSED, OutcomeClass.RUNTIME_ERROR]
+
+
+def test_the_group_is_the_rollouts_field_not_its_id() -> None:
+    buffer = SampleBuffer(samples_per_group=2, greedy_baseline=False, max_policy_lag=1)
+    first = _delivery("t", "r0", "sample0", Verdict.PASSED)
+    assert first.sample is not None
+    odd = first.sample.model_copy(update={"sample_id": "anything-at-all", "group_id": "g"})
+    buffer.add(Delivery("1-1", first.report, odd))
+    second = _delivery("t", "r0", "sample1", Verdict.PASSED)
+    assert second.sample is not None
+    buffer.add(Delivery("1-2", second.report, second.sample.model_copy(update={"group_id": "g"})))
+    assert buffer.ready_samples() == 2
 
 
 def test_a_group_is_ready_only_with_all_samples_and_its_greedy_decode() -> None:
@@ -52,9 +63,9 @@ def test_a_group_is_ready_only_with_all_samples_and_its_greedy_decode() -> None:
     buffer.add(_delivery("t", "r0", "greedy0", Verdict.RUNTIME_ERROR))
     assert buffer.ready_samples() == 2
     batch = buffer.take(current_version=0, max_samples=8)
-    assert [s.reward for s in batch.samples] == [1.0, -0.3]
-    assert all(s.greedy_reward == -0.6 for s in batch.samples)
-    assert [s.outcome_class for s in batch.samples] == [OutcomeClass.PASSED, OutcomeClass.FAILED_TEST]
+    assert [s.reward for s in batch.sampled] == [1.0, -0.3]
+    assert all(s.baseline_reward == -0.6 for s in batch.sampled)
+    assert [s.outcome_class for s in batch.sampled] == [OutcomeClass.PASSED, OutcomeClass.FAILED_TEST]
     assert len(batch.greedy) == 1 and batch.greedy[0].sample.is_greedy
     assert len(buffer.take_settled()) == 3 and buffer.counts["settled/samples"] == 2
 
@@ -72,7 +83,7 @@ def test_take_returns_whole_groups_oldest_first() -> None:
         for k in range(2):
             buffer.add(_delivery(task, "r0", f"sample{k}", Verdict.PASSED))
     batch = buffer.take(current_version=0, max_samples=5)
-    assert [s.sample.task_id for s in batch.samples] == ["a", "a", "b", "b"]
+    assert [s.sample.task_id for s in batch.sampled] == ["a", "a", "b", "b"]
     assert buffer.ready_samples() == 2
     # Settled: only the groups taken; the waiting group stays pending in Redis.
     assert {sample for _, sample in buffer.take_settled()} == {
@@ -90,10 +101,10 @@ def test_stale_groups_are_dropped_or_kept(stale: str) -> None:
     buffer.add(_delivery("new", "r0", "sample0", Verdict.PASSED, version=3))
     batch = buffer.take(current_version=4, max_samples=8)  # lags 3 and 1
     if stale == "drop":
-        assert [s.sample.task_id for s in batch.samples] == ["new"]
+        assert [s.sample.task_id for s in batch.sampled] == ["new"]
         assert buffer.counts["dropped/stale_samples"] == 1 and batch.max_lag == 1
     else:
-        assert [s.sample.task_id for s in batch.samples] == ["old", "new"] and batch.max_lag == 3
+        assert [s.sample.task_id for s in batch.sampled] == ["old", "new"] and batch.max_lag == 3
     assert buffer.counts["settled/samples"] == 2
 
 

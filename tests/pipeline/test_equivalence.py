@@ -10,20 +10,24 @@ import ray
 import torch
 
 from actors.config import SamplingConfig
-from coderl.outcomes import OutcomeClass
+from coderl.outcomes import OutcomeClass, Verdict
 from coderl.rollouts import TrainStreams
 from coderl.streams import StreamNames
+from driver.roles import learner_arguments
 from driver.services import RunRedis
 from driver.splits import load_splits
-from learner.actor_update import ScoredSample
-from learner.buffer import TrainBatch
+from learner.batch import ScoredSample, TrainBatch
 from learner.learner import Learner
 
 from .conftest import small_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.ray]
 
-REWARDS = {OutcomeClass.PASSED: 1.0, OutcomeClass.FAILED_TEST: -0.3, OutcomeClass.RUNTIME_ERROR: -0.6}
+OUTCOMES = [
+    (Verdict.PASSED, OutcomeClass.PASSED, 1.0),
+    (Verdict.FAILED_TEST, OutcomeClass.FAILED_TEST, -0.3),
+    (Verdict.RUNTIME_ERROR, OutcomeClass.RUNTIME_ERROR, -0.6),
+]
 
 
 @pytest.fixture
@@ -37,26 +41,23 @@ def _batch(learner: Learner, problems: list, n: int) -> TrainBatch:
     """n samples per problem from the learner's own policy, with fixed made-up outcomes."""
     params = SamplingConfig(n=n, temperature=1.0, max_new_tokens=24, seed=3)
     samples = learner.policy.sample(problems, params, round_id="eq")
-    classes = list(REWARDS)
-    scored = [
-        ScoredSample(s, REWARDS[classes[i % 3]], int(classes[i % 3]), greedy_reward=-0.3)
-        for i, s in enumerate(samples)
-    ]
-    return TrainBatch(samples=scored, greedy=[])
+    scored = [ScoredSample(s, *OUTCOMES[i % 3], baseline_reward=-0.3) for i, s in enumerate(samples)]
+    return TrainBatch(sampled=scored)
 
 
 def test_in_process_and_ray_learners_make_the_same_update(tmp_path: Path, run_redis: RunRedis) -> None:
     (tmp_path / "run").mkdir()
-    config = small_config(tmp_path / "run", "learner.loss.use_critic=true", "learner.train_critic=true")
+    config = small_config(tmp_path / "run", "critic.mode=online")
     splits = load_splits(config.problems)
     channel = TrainStreams(StreamNames(), run_id="eq")
-    local = Learner(config, splits.sft, run_redis.url, channel)
+    arguments = learner_arguments(config, splits, run_redis.url, channel, None)
+    local = Learner(**arguments)
     batch = _batch(local, splits.rl[:2], n=4)
     before = local.weights()
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        remote = ray.remote(num_cpus=0)(Learner).remote(config, splits.sft, run_redis.url, channel)
+        remote = ray.remote(num_cpus=0)(Learner).remote(**arguments)
         remote_before = ray.get(remote.weights.remote())
         report_ray = ray.get(remote.train_on.remote(batch))
         remote_after = ray.get(remote.weights.remote())
@@ -65,7 +66,7 @@ def test_in_process_and_ray_learners_make_the_same_update(tmp_path: Path, run_re
     report_local = local.train_on(batch)
     after = local.weights()
 
-    assert report_local.policy_version == report_ray.policy_version == local.policy_version
+    assert report_local.status.policy_version == report_ray.status.policy_version == local.policy.version
     assert report_local.stats.keys() == report_ray.stats.keys()
     for key, value in report_local.stats.items():
         assert report_ray.stats[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key

@@ -26,7 +26,7 @@ def _command(run_dir: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "learner",
+        "driver",
         "--no-ray",
         "--run-dir",
         str(run_dir),
@@ -51,7 +51,7 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
                 started = [r["policy_version"] for r in audit_records(run_dir)]
                 if (
                     state["phase"] == "rl"
-                    and state["phase_step"] >= 2
+                    and state["phase_steps"].get("rl", 0) >= 2
                     and max(started) >= state["policy_version"]
                 ):
                     break

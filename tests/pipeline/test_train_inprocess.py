@@ -73,6 +73,20 @@ def test_a_small_run_goes_through_every_phase(tmp_path: Path) -> None:
     state = json.loads((checkpoint / "state.json").read_text())
     assert state["phase"] == "done" and len(state["samplers"]) == 1
     assert state["samplers"][0]["versions_received"][-1] == 34
+    assert state["phase_steps"] == {"sft": 30, "critic": 2, "rl": 4}
+    # The SFT loss of every logged step, and each phase's start marked for the curves.
+    assert [m["step"] for m in metrics if "loss/sft" in m] == [30]  # log_every 50 > 30: the last step
+    assert [(m["step"], m["run/phase"]) for m in metrics if "run/phase" in m] == [(0, 0), (30, 1), (32, 2)]
+    assert all(
+        sum(v for k, v in m.items() if k.startswith("exec/verdict/")) == pytest.approx(1.0) for m in rl_rows
+    )
+
+    # A finished run given more RL steps trains them (and only them) when resumed.
+    more = train(small_config(run_dir, "use_ray=false", "mode=sync", "phases.rl_steps=6"), resume=True)
+    assert more.state.phase_steps == {"sft": 30, "critic": 2, "rl": 6}
+    assert more.state.policy_version == 36
+    assert [e["when"] for e in more.state.evaluations][-1] == "after rl"
+    assert len(audit_records(run_dir)) == 2 + 4 + 2
 
 
 def test_a_second_run_into_the_same_directory_needs_resume(tmp_path: Path) -> None:
@@ -81,3 +95,23 @@ def test_a_second_run_into_the_same_directory_needs_resume(tmp_path: Path) -> No
     (run_dir / "run.json").write_text('{"run_id": "x"}')
     with pytest.raises(RunError, match="--resume"):
         train(small_config(run_dir, "use_ray=false", "mode=sync"))
+
+
+def test_start_up_failures_leave_no_run_directory_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    missing = small_config(run_dir, "use_ray=false", "problems.source=files", "problems.sft_path=/nope.jsonl")
+    with pytest.raises(RunError, match="problems") as failed:
+        train(missing)
+    assert failed.value.exit_code == 2 and not run_dir.exists()
+    with pytest.raises(RunError, match="neither a preset") as failed:
+        train(small_config(run_dir, "use_ray=false", "policy.model=tnyy"))
+    assert failed.value.exit_code == 2 and not run_dir.exists()
+    with pytest.raises(RunError, match="holds no run to resume"):
+        train(small_config(run_dir, "use_ray=false"), resume=True)
+    assert not run_dir.exists()
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(RunError, match="Docker engine") as failed:
+        train(small_config(run_dir, "use_ray=false"))
+    assert failed.value.exit_code == 3 and not run_dir.exists()

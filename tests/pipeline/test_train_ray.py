@@ -81,8 +81,8 @@ def test_killed_sampler_restarts_and_dead_executors_work_is_reclaimed(
         "sampler.num_samplers=2",
         "phases.rl_steps=48",  # long enough to outlast the reclaim delay after the kill
         "execution.executor_actors=2",
-        "execution.executor.workers=1",
-        "execution.claim_idle_ms=3000",
+        "execution.worker.executor.workers=1",
+        "execution.worker.claim_idle_ms=3000",
     )
     outcome: dict[str, object] = {}
     worker = threading.Thread(target=lambda: outcome.update(result=train(config)), daemon=True)

@@ -57,7 +57,7 @@ def submit_all(server: Any, cases: list[tuple[Problem, str, Verdict]], prefix: s
     expected, pipe = {}, server.client.pipeline(transaction=False)
     for i, (problem, program, verdict) in enumerate(cases):
         request = ExecutionRequest(
-            sample_id=f"{prefix}-{i}", problem_id=problem.task_id, program=program, results_stream=MINE
+            sample_id=f"{prefix}-{i}", task_id=problem.task_id, program=program, results_stream=MINE
         )
         pipe.xadd(NAMES.requests, {streams.DATA_FIELD: request.to_wire()})
         expected[request.sample_id] = verdict
@@ -200,7 +200,7 @@ def payload(fields: dict[Any, Any]) -> str:
 
 def hostile_messages() -> list[tuple[dict[Any, Any], str]]:
     """(stream entry fields, pattern of the dead letter's reason)"""
-    good = {"sample_id": "evil", "problem_id": "sum", "program": "print(5)", "results_stream": MINE}
+    good = {"sample_id": "evil", "task_id": "sum", "program": "print(5)", "results_stream": MINE}
     request = lambda **fields: {"data": json.dumps(good | fields)}  # noqa: E731
     return [
         ({"data": "not json {"}, "Invalid JSON: expected ident"),
@@ -210,9 +210,9 @@ def hostile_messages() -> list[tuple[dict[Any, Any], str]]:
         (request(program="x" * (3 << 20)), "program\n  String should have at most 1048576 characters"),
         (request(sample_id=5), "sample_id\n  Input should be a valid string"),
         (request(program=["print(5)"]), "program\n  Input should be a valid string"),
-        (request(policy_version="seven"), "policy_version\n  Input should be a valid integer"),
+        (request(created_at="seven"), "created_at\n  Input should be a valid number"),
         (request(which=3), "which\n  Input should be 'hidden', 'example' or 'all'"),
-        (request(schema_version=99), "schema version 99 is not 1"),
+        (request(schema_version=99), "schema version 99 is not 2"),
         (request(extra="x"), "extra\n  Extra inputs are not permitted"),
         ({"data": os.urandom(4096)}, "Invalid JSON"),
         ({"data": b"\xff\xfe\x00garbage"}, "Invalid JSON"),
@@ -220,9 +220,9 @@ def hostile_messages() -> list[tuple[dict[Any, Any], str]]:
         ({"data": "null"}, "Input should be an object"),
         ({"data": "[1, 2]"}, "Input should be an object"),
         ({"data": ""}, "Invalid JSON: EOF"),
-        (request(problem_id="../../../etc/passwd"), r"unknown problem id '\.\./\.\./\.\./etc/passwd'"),
-        (request(problem_id="a/b\\c?*[x]\u0000"), r"unknown problem id 'a/b\\\\c\?\*\[x\]\\x00'"),
-        (request(problem_id="corrupt"), "stored problem 'corrupt' is unreadable"),
+        (request(task_id="../../../etc/passwd"), r"unknown problem id '\.\./\.\./\.\./etc/passwd'"),
+        (request(task_id="a/b\\c?*[x]\u0000"), r"unknown problem id 'a/b\\\\c\?\*\[x\]\\x00'"),
+        (request(task_id="corrupt"), "stored problem 'corrupt' is unreadable"),
         (request(results_stream=NAMES.requests), "is outside coderl:exec:results"),
         (request(results_stream="coderl:problem:sum"), "is outside coderl:exec:results"),
     ]
@@ -244,7 +244,7 @@ def test_hostile_messages_are_dead_lettered_and_good_ones_served(
         else:
             program, verdict = SUM_CASES[i % 2]
             request = ExecutionRequest(
-                sample_id=f"good-{i}", problem_id="sum", program=program, results_stream=MINE
+                sample_id=f"good-{i}", task_id="sum", program=program, results_stream=MINE
             )
             streams.submit(client, NAMES, request)
             expected[request.sample_id] = verdict

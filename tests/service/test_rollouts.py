@@ -15,15 +15,14 @@ from coderl.wire import ExecutionReport, ExecutionRequest, SampledProgram
 
 pytestmark = pytest.mark.redis
 
-PASSED = ExecutionResult(
-    verdict=Verdict.PASSED, reward=1.0, outcome_class=3, tests=[TestOutcome(verdict=Verdict.PASSED)]
-)
+PASSED = ExecutionResult(verdict=Verdict.PASSED, tests=[TestOutcome(verdict=Verdict.PASSED)])
 
 
 def rollout(index: int) -> SampledProgram:
     return SampledProgram(
         sample_id=f"p/v1/sample{index}",
         task_id="p",
+        group_id="p/v1",
         policy_version=1,
         program="print(5)",
         prompt_token_ids=[5, 6],
@@ -40,8 +39,7 @@ def execute_all(server: Any, channel: TrainStreams) -> None:
         request = ExecutionRequest.model_validate_json(data)
         report = ExecutionReport(
             sample_id=request.sample_id,
-            problem_id=request.problem_id,
-            policy_version=request.policy_version,
+            task_id=request.task_id,
             result=PASSED,
             worker_id="w",
         )

@@ -25,19 +25,15 @@ pytestmark = pytest.mark.redis
 
 NAMES = streams.StreamNames()
 SUM = Problem(task_id="sum", statement="", hidden_tests=[TestCase(kind="stdio", stdin="2 3\n", stdout="5\n")])
-PASSED = ExecutionResult(
-    verdict=Verdict.PASSED, reward=1.0, outcome_class=3, tests=[TestOutcome(verdict=Verdict.PASSED)]
-)
+PASSED = ExecutionResult(verdict=Verdict.PASSED, tests=[TestOutcome(verdict=Verdict.PASSED)])
 
 
 def request(sample_id: str = "s-1", **fields: Any) -> ExecutionRequest:
-    return ExecutionRequest(**({"sample_id": sample_id, "problem_id": "sum", "program": "print(5)"} | fields))
+    return ExecutionRequest(**({"sample_id": sample_id, "task_id": "sum", "program": "print(5)"} | fields))
 
 
 def report(sample_id: str = "s-1") -> ExecutionReport:
-    return ExecutionReport(
-        sample_id=sample_id, problem_id="sum", policy_version=3, result=PASSED, worker_id="w"
-    )
+    return ExecutionReport(sample_id=sample_id, task_id="sum", result=PASSED, worker_id="w")
 
 
 # --- wire models ---------------------------------------------------------------------------------
@@ -59,9 +55,9 @@ def test_schema_version_mismatch_names_both_versions() -> None:
     [
         ({"sample_id": ""}, "sample_id\n  String should have at least 1 character"),
         ({"sample_id": "x" * 257}, "sample_id\n  String should have at most 256 characters"),
-        ({"problem_id": "p" * 257}, "problem_id\n  String should have at most 256 characters"),
+        ({"task_id": "p" * 257}, "task_id\n  String should have at most 256 characters"),
         ({"program": "x" * (MAX_PROGRAM_CHARS + 1)}, f"at most {MAX_PROGRAM_CHARS} characters"),
-        ({"policy_version": -1}, "policy_version\n  Input should be greater than or equal to 0"),
+        ({"task_id": ""}, "task_id\n  String should have at least 1 character"),
         ({"which": "secret"}, "which\n  Input should be 'hidden', 'example' or 'all'"),
         ({"results_stream": "r" * 257}, "results_stream\n  String should have at most 256"),
         ({"evil": 1}, "evil\n  Extra inputs are not permitted"),
@@ -69,7 +65,7 @@ def test_schema_version_mismatch_names_both_versions() -> None:
     ],
 )
 def test_request_field_limits(fields: dict[str, Any], message: str) -> None:
-    payload = {"sample_id": "s", "problem_id": "p", "program": "x"} | fields
+    payload = {"sample_id": "s", "task_id": "p", "program": "x"} | fields
     with pytest.raises(ValidationError, match=message):
         ExecutionRequest.model_validate(payload)
 
@@ -81,7 +77,7 @@ def test_program_at_the_limit_is_accepted() -> None:
 @pytest.mark.parametrize(
     "message",
     [
-        request(policy_version=7, which="all", results_stream="coderl:exec:results:c1"),
+        request(which="all", results_stream="coderl:exec:results:c1"),
         report(),
         DeadLetter(sample_id=None, reason="malformed", payload="\x00\xff{", worker_id="w", deliveries=2),
         StoredProblem(problem=SUM),

@@ -34,8 +34,8 @@ SLOW = "import time\ntime.sleep({})\nprint(5)"
 MINE = f"{NAMES.results}:mine"
 
 
-def submit(server: Any, sample_id: str, program: str = OK, problem_id: str = "sum", **fields: Any) -> str:
-    request = ExecutionRequest(sample_id=sample_id, problem_id=problem_id, program=program, **fields)
+def submit(server: Any, sample_id: str, program: str = OK, task_id: str = "sum", **fields: Any) -> str:
+    request = ExecutionRequest(sample_id=sample_id, task_id=task_id, program=program, **fields)
     return streams.submit(server.client, NAMES, request)
 
 
@@ -47,21 +47,21 @@ def wait_reports(server: Any, wait_for: Any, stream: str, count: int, timeout: f
     )
 
 
-def test_results_carry_sample_id_policy_version_and_worker_id(
+def test_results_carry_sample_id_task_id_and_worker_id(
     redis_server: Any, workers: Any, wait_for: Any
 ) -> None:
     workers.start(redis_server.url, backend="process", worker_id="w-one")
     streams.store_problem(redis_server.client, NAMES, SUM)
     expected = {"ok": Verdict.PASSED, "wrong": Verdict.FAILED_TEST, "crash": Verdict.RUNTIME_ERROR}
     for name, program in zip(expected, (OK, WRONG, CRASH), strict=True):
-        submit(redis_server, name, program, policy_version=7, results_stream=MINE)
+        submit(redis_server, name, program, results_stream=MINE)
     submit(redis_server, "shared", OK)  # no results_stream: the shared one
     reports = {r.sample_id: r for r in wait_reports(redis_server, wait_for, MINE, 3)}
     assert {k: r.result.verdict for k, r in reports.items()} == expected
-    assert {(r.policy_version, r.worker_id, r.deliveries) for r in reports.values()} == {(7, "w-one", 1)}
-    assert reports["ok"].result.reward == 1.0 and reports["crash"].result.error.type == "ZeroDivisionError"
+    assert {(r.task_id, r.worker_id, r.deliveries) for r in reports.values()} == {("sum", "w-one", 1)}
+    assert reports["crash"].result.error.type == "ZeroDivisionError"
     (shared,) = wait_reports(redis_server, wait_for, NAMES.results, 1)
-    assert (shared.sample_id, shared.policy_version, shared.result.verdict) == ("shared", 0, Verdict.PASSED)
+    assert (shared.sample_id, shared.task_id, shared.result.verdict) == ("shared", "sum", Verdict.PASSED)
     assert redis_server.client.xlen(NAMES.requests) == 0 and redis_server.pending() == 0
 
 
@@ -72,12 +72,12 @@ def test_malformed_requests_are_dead_lettered_and_the_worker_keeps_serving(
     client = redis_server.client
     streams.store_problem(client, NAMES, SUM)
     client.set(NAMES.problem("corrupt"), "{not a problem")
-    good = {"sample_id": "good", "problem_id": "sum", "program": OK, "results_stream": MINE}
+    good = {"sample_id": "good", "task_id": "sum", "program": OK, "results_stream": MINE}
     bad = [
         ({"data": "not json"}, "malformed request: 1 validation error for ExecutionRequest\n  Invalid JSON"),
         ({"other": "x"}, "malformed request: \"stream entry has no 'data' field\""),
-        ({"data": json.dumps(good | {"schema_version": 2})}, "schema version 2 is not 1"),
-        ({"data": json.dumps(good | {"problem_id": "nope"})}, "unknown problem id 'nope': store it"),
+        ({"data": json.dumps(good | {"schema_version": 1})}, "schema version 1 is not 2"),
+        ({"data": json.dumps(good | {"task_id": "nope"})}, "unknown problem id 'nope': store it"),
         (
             {"data": json.dumps(good | {"program": "x" * (MAX_PROGRAM_CHARS + 1)})},
             "at most 1048576 characters",
@@ -86,7 +86,7 @@ def test_malformed_requests_are_dead_lettered_and_the_worker_keeps_serving(
             {"data": json.dumps(good | {"results_stream": NAMES.requests})},
             "is outside coderl:exec:results[:*]",
         ),
-        ({"data": json.dumps(good | {"problem_id": "corrupt"})}, "stored problem 'corrupt' is unreadable"),
+        ({"data": json.dumps(good | {"task_id": "corrupt"})}, "stored problem 'corrupt' is unreadable"),
     ]
     for fields, _ in bad:
         client.xadd(NAMES.requests, fields)

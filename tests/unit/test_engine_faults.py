@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from coderl.outcomes import RewardConfig, Verdict
+from coderl.outcomes import RewardConfig, Verdict, reward
 from executor import Executor, ExecutorConfig
 from executor.engine import CONTROL_PROGRAM
 from executor.sandbox.connection import SandboxFault, SandboxUnavailable
@@ -75,7 +75,7 @@ def test_a_program_that_always_faults_its_sandbox_is_a_scored_runtime_error() ->
     ex = executor_with(pool)
     result = ex.execute(SUM, CRASHER)
     assert result.verdict == Verdict.RUNTIME_ERROR
-    assert result.reward == RewardConfig().runtime_error and result.outcome_class == 1
+    assert reward(result.verdict) == RewardConfig().runtime_error  # scored by the learner
     assert result.error is not None and result.error.type == "SandboxFault"
     assert "3 times" in result.error.message and "closed its stream" in result.error.message
     assert result.attempts == 3
@@ -87,14 +87,14 @@ def test_an_outage_is_a_sandbox_error_never_scored() -> None:
     pool = FakePool(outage=True)
     result = executor_with(pool).execute(SUM, "print(3)\n")
     assert result.verdict == Verdict.SANDBOX_ERROR
-    assert result.reward is None and result.outcome_class is None
+    assert "reward" not in result.model_dump()  # executors return verdicts only
     assert pool.runs[-1] == CONTROL_PROGRAM  # the control program failed too
 
 
 def test_no_sandbox_at_all_is_a_sandbox_error_without_a_control_run() -> None:
     pool = FakePool(unavailable=True)
     result = executor_with(pool).execute(SUM, CRASHER)
-    assert result.verdict == Verdict.SANDBOX_ERROR and result.reward is None
+    assert result.verdict == Verdict.SANDBOX_ERROR
     assert pool.runs == []
 
 

@@ -3,83 +3,44 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
+from fakes import FakeLearner, FakeRoles, round_report, status, step_report
 
-from actors.sampler import SamplerState
-from driver.loop import PhaseClock, run_updates
-from driver.roles import Handle, Roles
+from driver.loop import Admission, PhaseClock, run_updates
+from driver.phases import rl_update
 from driver.train_config import TrainConfig
 from learner.config import LearnerConfig, PhasesConfig
+from learner.reports import StepReport
 
 BATCH = 32
 EXECUTIONS_BEFORE = 1000
 """results the learner read before the phase (earlier phases)"""
 
 
-class FastSamplerRoles(Roles):
+class FastSamplerRoles(FakeRoles):
     """One sampler whose rounds finish at once; the learner settles a batch per update, and only
     runs when no round is in flight (the worst case for over-admission)."""
 
     def __init__(self, config: TrainConfig, settled_before: int) -> None:
-        self.num_samplers = 1
         self.per_round = config.sampler.problems_per_round * config.sampler.sampling.n
         self.produced = 0
         self.settled = settled_before
         self.consumed = 0
         self.max_outstanding = 0
+        learner = FakeLearner(status(settled_before, EXECUTIONS_BEFORE), self._update)
+        super().__init__(learner)
 
-    def submit_round(self, sampler: int) -> Handle:
+    def make_round(self, sampler: int):  # type: ignore[no-untyped-def]
         self.produced += self.per_round
         self.max_outstanding = max(self.max_outstanding, self.produced - self.consumed)
-        state = SamplerState()
-        report = SimpleNamespace(state=state, samples=self.per_round, tokens=0, generate_s=0.0, publish_s=0.0)
-        return Handle("round", sampler, payload=report)
+        return round_report(sampler, self.per_round)
 
-    def submit_learner(self, method: str, *args: Any) -> Handle:
-        if method == "settled_samples":
-            return Handle("learner", payload=self.settled)
-        if method == "exec_busy_seconds":
-            return Handle("learner", payload=0.0)
-        if method == "executions":
-            return Handle("learner", payload=EXECUTIONS_BEFORE + self.consumed)
-        return Handle("learner", payload=None)
-
-    def wait(self, handles: Sequence[Handle], timeout_s: float | None) -> list[Handle]:
-        rounds = [h for h in handles if h.kind == "round"]
-        return rounds[:1] or [h for h in handles if h.kind == "learner"]
-
-    def get(self, handle: Handle) -> Any:
-        if handle.kind == "round" or handle.payload is not None:
-            return handle.payload
+    def _update(self) -> StepReport:
         assert self.produced - self.consumed >= BATCH, "the learner ran without a full batch"
         self.consumed += BATCH
         self.settled += BATCH
-        return SimpleNamespace(
-            settled_total=self.settled,
-            train_s=0.0,
-            wait_s=0.0,
-            exec_busy_total_s=0.0,
-            executions_total=EXECUTIONS_BEFORE + self.consumed,
-        )
-
-    def broadcast(self) -> tuple[int, float]:
-        return 0, 0.0
-
-    def sampler_states(self) -> list[SamplerState]:
-        return [SamplerState()]
-
-    def restore_samplers(self, states: Sequence[SamplerState]) -> None:
-        pass
-
-    def recover_sampler(self, sampler: int, state: SamplerState) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
+        return step_report(status(self.settled, EXECUTIONS_BEFORE + self.consumed), BATCH)
 
 
 @pytest.mark.parametrize("settled_before", [0, 5000], ids=["first phase", "later phase"])
@@ -96,11 +57,11 @@ def test_samples_ahead_of_the_learner_stay_under_the_cap(settled_before: int, mo
     updates: list[float] = []
     executions: list[int] = []
 
-    def on_update(report: Any, broadcast_s: float, clock: PhaseClock) -> None:
-        updates.append(report.settled_total)
+    def on_update(report: StepReport, broadcast_s: float, clock: PhaseClock) -> None:
+        updates.append(report.status.settled_samples)
         executions.append(clock.executions)
 
-    run_updates(roles, "rl_update", 20, config, on_update, True)
+    run_updates(roles, rl_update, 20, Admission.of(config), on_update, True)
     assert len(updates) == 20
     # The phase counts its own executions, not the learner's total since it started.
     assert executions == [BATCH * (i + 1) for i in range(20)]

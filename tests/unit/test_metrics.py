@@ -224,6 +224,23 @@ def test_plot_curves_writes_one_png_per_namespace(tmp_path: Path, curves: None) 
     assert sorted(p.name for p in out.iterdir()) == ["exec.png", "loss.png"]  # no partial files left
 
 
+def test_phase_boundaries_mark_the_curves_and_get_no_plot_of_their_own(tmp_path: Path, curves: None) -> None:
+    with sink(tmp_path, plot_every=None) as metrics:
+        metrics.write(0, {"run/phase": 0})
+        for step in (1, 2):
+            metrics.write(step, {"loss/sft": 1.0 / step})
+        metrics.write(2, {"run/phase": 2})
+        metrics.write(3, {"loss/rl": 0.5})
+    out = tmp_path / "plots"
+    plain = tmp_path / "plain.png"
+    written = plot_curves(tmp_path / METRICS_FILE, out)
+    assert written == [out / "loss.png"]  # run/phase is drawn on the curves, not as a curve
+    from driver.metrics import _plot_namespace
+
+    _plot_namespace("loss", {"loss/sft": {1: 1.0, 2: 0.5}, "loss/rl": {3: 0.5}}, plain)
+    assert plain.read_bytes() != (out / "loss.png").read_bytes()  # the boundaries change the picture
+
+
 def test_close_renders_the_curves_and_plot_every_renders_during_the_run(tmp_path: Path, curves: None) -> None:
     metrics = sink(tmp_path, plot_every=2)
     metrics.write(1, {"loss/rl": 1.0})

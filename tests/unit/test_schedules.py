@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from learner.config import LearnerConfig, OptimizerConfig
+from learner.config import CriticTrainingConfig, LearnerConfig, OptimizerConfig
 from learner.schedules import lr_factor, make_scheduler
 
 
@@ -45,4 +45,4 @@ def test_rl_optimizers_refuse_a_schedule_they_would_ignore() -> None:
     with pytest.raises(ValueError, match="SFT optimizer only"):
         LearnerConfig(optimizer=OptimizerConfig(schedule="linear"))
     with pytest.raises(ValueError, match="SFT optimizer only"):
-        LearnerConfig(critic_optimizer=OptimizerConfig(warmup_steps=5))
+        CriticTrainingConfig(optimizer=OptimizerConfig(warmup_steps=5))
