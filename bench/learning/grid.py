@@ -10,11 +10,11 @@ its overrides (``ARMS``):
 
 - ``critic``: CodeRL as configured (critic-weighted policy gradient, plus cross-entropy on ground
   truth at ``learner.loss.ce_weight``);
-- ``nocritic``: the same without critic weighting (``learner.loss.use_critic=false``);
+- ``nocritic``: the same without a critic (``critic.mode=off``, no critic pre-training);
 - ``ce``: the control, cross-entropy only for the same number of updates
   (``learner.loss.rl_weight=0 learner.loss.ce_weight=1``): what continued supervised training gives;
 - ``rl-only``: the reward alone, no ground truth in the RL phase and no critic
-  (``learner.loss.ce_weight=0 learner.loss.use_critic=false``, no critic pre-training);
+  (``learner.loss.ce_weight=0 critic.mode=off``, no critic pre-training);
 - ``rl-only-critic``: the same with critic weighting.
 
 Every run is ``python -m driver`` (``coderl train``) in its own directory under ``--out``, seeded
@@ -44,14 +44,14 @@ REPO = Path(__file__).resolve().parents[2]
 """the repository root: every run is ``python -m driver`` there"""
 ARMS: dict[str, list[str]] = {
     "critic": [],
-    "nocritic": ["learner.loss.use_critic=false"],
+    "nocritic": ["critic.mode=off", "phases.critic_steps=0"],
     "ce": [
         "learner.loss.rl_weight=0",
         "learner.loss.ce_weight=1",
-        "learner.loss.use_critic=false",
+        "critic.mode=off",
         "phases.critic_steps=0",
     ],
-    "rl-only": ["learner.loss.ce_weight=0", "learner.loss.use_critic=false", "phases.critic_steps=0"],
+    "rl-only": ["learner.loss.ce_weight=0", "critic.mode=off", "phases.critic_steps=0"],
     "rl-only-critic": ["learner.loss.ce_weight=0"],
 }
 SFT = "sft"

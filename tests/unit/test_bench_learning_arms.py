@@ -20,8 +20,9 @@ def test_every_arm_is_a_valid_config_with_its_documented_loss(common: list[str])
         for arm, overrides in ARMS.items()
     }
     loss = {arm: config.learner.loss for arm, config in configs.items()}
-    assert (loss["ce"].rl_weight, loss["ce"].ce_weight, loss["ce"].use_critic) == (0, 1, False)
-    assert (loss["rl-only"].ce_weight, loss["rl-only"].use_critic) == (0, False)
-    assert (loss["rl-only-critic"].ce_weight, loss["rl-only-critic"].use_critic) == (0, True)
-    assert loss["nocritic"].use_critic is False and loss["critic"].use_critic is True
+    critic = {arm: config.critic.mode for arm, config in configs.items()}
+    assert (loss["ce"].rl_weight, loss["ce"].ce_weight, critic["ce"]) == (0, 1, "off")
+    assert (loss["rl-only"].ce_weight, critic["rl-only"]) == (0, "off")
+    assert (loss["rl-only-critic"].ce_weight, critic["rl-only-critic"]) == (0, "online")
+    assert critic["nocritic"] == "off" and critic["critic"] == "online"
     assert all(c.seed == c.policy.seed == c.sampler.sampling.seed == 2 for c in configs.values())
