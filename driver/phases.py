@@ -67,7 +67,8 @@ class UpdatePhase(Phase):
             done = run.state.phase_steps[self.name]
             if self.evaluate_every and done % self.evaluate_every == 0:
                 run.evaluate(f"{self.name} step {done}")
-            run.maybe_checkpoint(done)
+            if done < self.steps:  # the last step's checkpoint follows the phase
+                run.maybe_checkpoint(done)
 
         run_updates(run.roles, self.update, remaining, self.admission, on_update, self.broadcast)
 

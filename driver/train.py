@@ -96,17 +96,23 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
 def _run_phases(config: TrainConfig, run: Run) -> None:
     if not run.state.evaluations:
         run.evaluate("before")
-    for index, phase in enumerate(phases_of(config)):
-        remaining = phase.steps - run.state.phase_steps.get(phase.name, 0)
-        if remaining <= 0:
-            continue
+    phases = phases_of(config)
+    owed = [
+        (index, phase, phase.steps - run.state.phase_steps.get(phase.name, 0))
+        for index, phase in enumerate(phases)
+        if phase.steps > run.state.phase_steps.get(phase.name, 0)
+    ]
+    for number, (index, phase, remaining) in enumerate(owed, 1):
         run.start_phase(phase.name, index)
         phase.run(run, remaining)
-        run.checkpoint()
         if phase.evaluate_after:
             run.evaluate(f"after {phase.name}")
-    run.state.phase = "done"
-    run.checkpoint()
+        if number == len(owed):
+            run.state.phase = "done"
+        run.checkpoint()  # after the evaluation: a run killed during it evaluates again
+    if not owed and run.state.phase != "done":  # every phase asked for 0 steps
+        run.state.phase = "done"
+        run.checkpoint()
 
 
 def _existing_run(run_dir: Path, resume: bool) -> tuple[str | None, RunState, Path | None]:

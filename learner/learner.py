@@ -150,14 +150,13 @@ class Learner:
         if self.critic is not None:
             tokens = batch.sampled_tokens(self.policy.pad_id, self.policy.device)
             values = critic_token_values(self.critic, tokens, batch.classes())
-        loss = self.config.loss
         stats = actor_step(
             self.policy,
             self.actor_optimizer,
             batch,
             self._ground_truth_batch(),
             values,
-            loss,
+            self.config.loss,
             self.config.optimizer.max_grad_norm,
         )
         if self.critic_config.mode == "online":

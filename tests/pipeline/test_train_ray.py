@@ -79,7 +79,7 @@ def test_killed_sampler_restarts_and_dead_executors_work_is_reclaimed(
     config = small_config(
         run_dir,
         "sampler.num_samplers=2",
-        "phases.rl_steps=48",  # long enough to outlast the reclaim delay after the kill
+        "phases.rl_steps=160",  # long enough to outlast the reclaim delay after the kill (~0.3 s a step)
         "execution.executor_actors=2",
         "execution.worker.executor.workers=1",
         "execution.worker.claim_idle_ms=3000",
@@ -113,7 +113,7 @@ def test_killed_sampler_restarts_and_dead_executors_work_is_reclaimed(
     remove_containers_of_dead_owners()
     assert not worker.is_alive()
     result = outcome["result"]
-    assert result.state.phase == "done" and result.state.policy_version == 30 + 48  # type: ignore[attr-defined]
+    assert result.state.phase == "done" and result.state.policy_version == 30 + 160  # type: ignore[attr-defined]
 
     trained = [s for record in audit_records(run_dir) for s in record["trained"]]
     assert len(trained) == len(set(trained))  # nothing trained twice, across incarnations
