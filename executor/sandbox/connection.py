@@ -196,7 +196,7 @@ class DockerConnection(Connection):
         self.container = client.containers.prepare_model(created)  # by id: no inspect call
         try:
             attached = self.container.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1})
-            self._sock: socket.socket = getattr(attached, "_sock", attached)
+            self._sock: socket.socket = _own_socket(attached)
             self.container.start()
             self.wait_ready(config.start_timeout_s)
             missing = [key for key in REQUIRED_ISOLATION if self.info.get(key) is not True]
@@ -250,6 +250,21 @@ class DockerConnection(Connection):
             pass
         if force:
             threading.Thread(target=_remove_quietly, args=(self.container,), daemon=True).start()
+
+
+def _own_socket(attached: Any) -> socket.socket:
+    """A socket of our own on the attach stream: a duplicate of docker-py's descriptor, whose
+    objects are then closed. docker-py's socket is owned by its HTTP response and connection pool,
+    which close it whenever they are collected or recycled; reading it afterwards fails with
+    EBADF (seen under load), or reads another file that reused the descriptor number."""
+    inner = getattr(attached, "_sock", attached)
+    own = socket.socket(fileno=os.dup(inner.fileno()))
+    for stream in (attached, inner):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    return own
 
 
 def _remove_quietly(container: Any) -> None:

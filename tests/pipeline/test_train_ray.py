@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 import ray
+import redis
 
 from coderl.logs import LOG_LEVEL_ENV
+from coderl.streams import StreamNames
+from driver.services import RunRedis
 from driver.train import train
 from learner.checkpoint import latest_checkpoint
 
@@ -73,9 +76,11 @@ def _wait_until(
 
 
 def test_killed_sampler_restarts_and_dead_executors_work_is_reclaimed(
-    tmp_path: Path, local_ray: None
+    tmp_path: Path, local_ray: None, request: pytest.FixtureRequest
 ) -> None:
     run_dir = tmp_path / "run"
+    server = RunRedis(tmp_path / "redis")  # the test reads the executors' pending requests in it
+    request.addfinalizer(server.stop)
     config = small_config(
         run_dir,
         "sampler.num_samplers=2",
@@ -83,6 +88,7 @@ def test_killed_sampler_restarts_and_dead_executors_work_is_reclaimed(
         "execution.executor_actors=2",
         "execution.worker.executor.workers=1",
         "execution.worker.claim_idle_ms=3000",
+        f"execution.redis_url={server.url}",
     )
     outcome: dict[str, object] = {}
     worker = threading.Thread(target=lambda: outcome.update(result=train(config)), daemon=True)
@@ -94,10 +100,24 @@ def test_killed_sampler_restarts_and_dead_executors_work_is_reclaimed(
     # A sampler actor dies in the middle of a round; Ray restarts it and the loop re-seeds it.
     ray.kill(ray.get_actor(f"coderl-{run_id}-sampler-0"), no_restart=False)
 
-    # An executor dies (SIGKILL) while it holds requests; the others reclaim them from Redis.
+    # An executor dies (SIGKILL) while it holds requests; the others reclaim them from Redis. It is
+    # stopped first and killed only once Redis shows requests pending on it: programs take
+    # milliseconds, so "it has work" would otherwise be stale by the time the kill lands.
     executors = [ray.get_actor(f"coderl-{run_id}-executor-{i}") for i in range(2)]
-    _wait_until(lambda: ray.get(executors[1].metrics.remote())["in_flight"] > 0, "executor work", worker)
-    os.kill(ray.get(executors[1].pid.remote()), signal.SIGKILL)
+    pid = ray.get(executors[1].pid.remote())
+    client, names = redis.Redis.from_url(server.url), StreamNames()
+
+    def holding_requests() -> bool:
+        os.kill(pid, signal.SIGSTOP)
+        held = client.xpending_range(
+            names.requests, names.group, "-", "+", 10, consumername=f"{run_id}-executor-1"
+        )
+        if not held:
+            os.kill(pid, signal.SIGCONT)
+        return bool(held)
+
+    _wait_until(holding_requests, "executor work", worker)
+    os.kill(pid, signal.SIGKILL)
 
     def reclaimed() -> bool:
         total = 0.0
@@ -110,6 +130,7 @@ def test_killed_sampler_restarts_and_dead_executors_work_is_reclaimed(
 
     _wait_until(reclaimed, "a reclaimed request", worker, timeout_s=120)
     worker.join(timeout=600)
+    client.close()
     remove_containers_of_dead_owners()
     assert not worker.is_alive()
     result = outcome["result"]

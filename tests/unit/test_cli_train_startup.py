@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each case starts the command in a fresh interpreter
+
 
 def _train(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "coderl.cli", "train", "--no-ray", "--run-dir", str(run_dir), *args]
