@@ -282,7 +282,11 @@ def _format_validation_error(
         source = next((sources[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in sources), origin)
         expected = _expected_at(model_cls, loc)
         expected_text = f"; expected {expected}" if expected else ""
-        if error["type"] == "missing":
+        if not loc or (error["type"] == "value_error" and isinstance(error["input"], dict)):
+            # A check across keys (a model validator): its message names the keys; the input is
+            # the whole section, too long to repeat.
+            lines.append(f"{path}: {str(error['msg']).removeprefix('Value error, ')}")
+        elif error["type"] == "missing":
             lines.append(f"{path}: required value missing{expected_text}")
         elif error["type"] == "extra_forbidden":
             lines.append(f"{path}: unknown key (from {source}); remove it")

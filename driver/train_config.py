@@ -116,12 +116,40 @@ class TrainConfig(BaseModel):
                 f"critic.mode='off' trains no critic, but phases.critic_steps is {self.phases.critic_steps}: "
                 "set phases.critic_steps=0 (or choose critic.mode 'online' or 'frozen')"
             )
+        self._check_progress()
         if self.learner.batch_size < self.sampler.sampling.n:
             raise ValueError(
                 f"learner.batch_size ({self.learner.batch_size}) is below sampler.sampling.n "
                 f"({self.sampler.sampling.n}): a batch holds whole groups"
             )
         return self
+
+    def _check_progress(self) -> None:
+        """Refuse configurations under which the update loop cannot make progress."""
+        learner, sampler = self.learner, self.sampler
+        per_round = sampler.problems_per_round * sampler.sampling.n
+        decoupled = self.mode == "decoupled"
+        cap = max(1, learner.max_policy_lag) * learner.batch_size if decoupled else learner.batch_size
+        if learner.stale == "drop" and per_round > cap:
+            limit = (
+                "max(1, learner.max_policy_lag) x learner.batch_size" if decoupled else "learner.batch_size"
+            )
+            raise ValueError(
+                f"sampler.problems_per_round x sampler.sampling.n = {per_round} programs per round, but "
+                f"at most {cap} ({limit}) may wait for the learner: a round's later groups would go "
+                "stale and be dropped while no new round is admitted, and the run stalls; lower "
+                f"sampler.problems_per_round to {max(1, cap // sampler.sampling.n)} or less, raise "
+                "learner.batch_size or learner.max_policy_lag, or set learner.stale='correct'"
+            )
+        longest = self.policy.max_prompt_tokens + max(
+            sampler.sampling.max_new_tokens, self.policy.max_program_tokens
+        )
+        if 0 < learner.micro_batch_tokens < longest:
+            raise ValueError(
+                f"learner.micro_batch_tokens ({learner.micro_batch_tokens}) cannot hold one sequence of "
+                f"{longest} tokens (policy.max_prompt_tokens + the longest response): raise it to "
+                f"{longest} or more, or 0 for no micro-batches"
+            )
 
     @property
     def greedy_baseline(self) -> bool:

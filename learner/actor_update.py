@@ -24,6 +24,7 @@ from .losses import (
     token_advantages,
     truncated_is_policy_loss,
 )
+from .micro import autocast, chunks, share
 
 __all__ = ["actor_step", "baselines_for", "behaviour_logprobs", "rl_loss"]
 
@@ -70,37 +71,78 @@ def actor_step(
     token_values: torch.Tensor | None,
     config: ActorLossConfig,
     max_grad_norm: float,
+    micro_batch_tokens: int = 0,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """L = rl_weight * L_rl + ce_weight * L_ce; one optimizer step; the policy version advances.
 
     ``token_values``: the critic's q_hat for ``batch.sampled_tokens``, shape (b, t), or None to
     weight every token by 1 (no critic). ``ground_truth``: the cross-entropy batch, or None.
+    Gradients accumulate over micro-batches of at most ``micro_batch_tokens`` padded tokens (0: one
+    pass), each loss scaled by its share (learner/micro.py): the same update as one pass.
     """
     policy.model.train()
-    stats: dict[str, float] = {}
-    loss = torch.zeros((), device=policy.device)
-    if batch.sampled and config.rl_weight > 0:
-        tokens = batch.sampled_tokens(policy.pad_id, policy.device)
-        logprobs = response_logprobs(policy.model, tokens)
-        rewards = batch.rewards().to(policy.device)
-        baselines = baselines_for(batch.sampled, config).to(policy.device)
-        values = token_values.to(policy.device) if token_values is not None else None
-        advantages = token_advantages(rewards, baselines, values, tokens.response_mask)
-        behaviour = behaviour_logprobs(batch.sampled, tokens)
-        rl = rl_loss(logprobs, behaviour, advantages, tokens.response_mask, config)
-        loss = loss + config.rl_weight * rl
-        stats |= {"loss/rl": float(rl.detach()), "rl/mean_advantage": float((rewards - baselines).mean())}
-    if ground_truth is not None and config.ce_weight > 0:
-        ce = cross_entropy_loss(response_logprobs(policy.model, ground_truth), ground_truth.response_mask)
-        loss = loss + config.ce_weight * ce
-        stats["loss/ce"] = float(ce.detach())
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    stats: dict[str, float] = {}
+    total = 0.0
+    if batch.sampled and config.rl_weight > 0:
+        rl, advantage = _rl_backward(policy, batch, token_values, config, micro_batch_tokens, precision)
+        total += config.rl_weight * rl
+        stats |= {"loss/rl": rl, "rl/mean_advantage": advantage}
+    if ground_truth is not None and config.ce_weight > 0:
+        ce = _ce_backward(policy, ground_truth, config.ce_weight, micro_batch_tokens, precision)
+        total += config.ce_weight * ce
+        stats["loss/ce"] = ce
     stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.model.parameters(), max_grad_norm))
     optimizer.step()
     policy.version += 1
-    stats["loss/total"] = float(loss.detach())
+    stats["loss/total"] = total
     return stats
+
+
+def _rl_backward(
+    policy: Policy,
+    batch: TrainBatch,
+    token_values: torch.Tensor | None,
+    config: ActorLossConfig,
+    micro_batch_tokens: int,
+    precision: str,
+) -> tuple[float, float]:
+    """Accumulate rl_weight * L_rl's gradient; returns L_rl and the mean advantage r - b."""
+    tokens = batch.sampled_tokens(policy.pad_id, policy.device)
+    rewards = batch.rewards().to(policy.device)
+    baselines = baselines_for(batch.sampled, config).to(policy.device)
+    values = token_values.to(policy.device) if token_values is not None else None
+    behaviour = behaviour_logprobs(batch.sampled, tokens)
+    loss = 0.0
+    for selected, micro in chunks(tokens, micro_batch_tokens):
+        width = micro.response_ids.shape[1]
+        with autocast(policy.device, precision):
+            logprobs = response_logprobs(policy.model, micro).float()
+        micro_values = values[selected, :width] if values is not None else None
+        advantages = token_advantages(
+            rewards[selected], baselines[selected], micro_values, micro.response_mask
+        )
+        part = rl_loss(logprobs, behaviour[selected, :width], advantages, micro.response_mask, config)
+        part = part * share(micro.response_mask, tokens.response_mask, config.normalization)
+        (config.rl_weight * part).backward()
+        loss += float(part.detach())
+    return loss, float((rewards - baselines).mean())
+
+
+def _ce_backward(
+    policy: Policy, ground_truth: TokenBatch, weight: float, micro_batch_tokens: int, precision: str
+) -> float:
+    """Accumulate weight * L_ce's gradient; returns L_ce (a token mean over the whole batch)."""
+    loss = 0.0
+    for _, micro in chunks(ground_truth, micro_batch_tokens):
+        with autocast(policy.device, precision):
+            logprobs = response_logprobs(policy.model, micro).float()
+        part = cross_entropy_loss(logprobs, micro.response_mask)
+        part = part * share(micro.response_mask, ground_truth.response_mask, "token_mean")
+        (weight * part).backward()
+        loss += float(part.detach())
+    return loss
 
 
 def behaviour_logprobs(scored: Sequence[ScoredSample], tokens: TokenBatch) -> torch.Tensor:

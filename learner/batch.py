@@ -17,6 +17,8 @@ from coderl.outcomes import OutcomeClass, RewardConfig, Verdict, outcome_class
 from coderl.wire import SampledProgram
 from models.sequences import TokenBatch, pad_left, pad_right
 
+from .micro import rows
+
 __all__ = ["ScoredSample", "TrainBatch", "score"]
 
 
@@ -67,26 +69,10 @@ class TrainBatch:
 
     def sampled_tokens(self, pad_id: int, device: torch.device) -> TokenBatch:
         """The first ``len(sampled)`` rows of ``tokens``: W^s only."""
-        return first_rows(self.tokens(pad_id, device), len(self.sampled))
+        return rows(self.tokens(pad_id, device), slice(0, len(self.sampled)))
 
     def rewards(self) -> torch.Tensor:
         return torch.tensor([s.reward for s in self.sampled])
 
     def classes(self, rows: Sequence[ScoredSample] | None = None) -> torch.Tensor:
         return torch.tensor([int(s.outcome_class) for s in (self.sampled if rows is None else rows)])
-
-
-def first_rows(batch: TokenBatch, count: int) -> TokenBatch:
-    """The first ``count`` rows, padding columns none of them uses cut off (prompts are padded on
-    the left, responses on the right), so the rows are exactly what padding them alone gives."""
-    if count == 0:
-        return TokenBatch(*(tensor[:0, :0] for tensor in batch))
-    prompt_width = int(batch.prompt_mask[:count].sum(dim=1).max())
-    response_width = int(batch.response_mask[:count].sum(dim=1).max())
-    start = batch.prompt_ids.shape[1] - prompt_width
-    return TokenBatch(
-        batch.prompt_ids[:count, start:],
-        batch.prompt_mask[:count, start:],
-        batch.response_ids[:count, :response_width],
-        batch.response_mask[:count, :response_width],
-    )

@@ -101,6 +101,15 @@ class LearnerConfig(BaseModel):
     """reward of each CodeRL outcome class; the learner scores every verdict with these (executors
     return verdicts only)"""
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(lr=1e-4))
+    micro_batch_tokens: int = Field(default=0, ge=0)
+    """padded tokens (rows x longest prompt + response) per forward/backward pass; a batch is split
+    into micro-batches within it and their gradients accumulated (the same update as one pass);
+    0: the whole batch in one pass"""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: forward passes under bf16 autocast, weights and optimizer states kept in fp32"""
+    activation_checkpointing: bool = False
+    """recompute activations in the backward pass instead of keeping them (less memory, ~30% more
+    compute)"""
     num_gpus: float = Field(default=0.0, ge=0)
     device: str = "auto"
     wait_s: float = Field(default=300.0, gt=0)

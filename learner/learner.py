@@ -66,6 +66,8 @@ class Learner:
             policy = policy.model_copy(update={"model": str(checkpoint / "policy")})
             critic = critic.model_copy(update={"model": str(checkpoint / "critic")})
         self.policy = Policy.load(policy)
+        if config.activation_checkpointing:
+            self.policy.model.gradient_checkpointing_enable()
         self.actor_optimizer = make_optimizer(self.policy.model.parameters(), config.optimizer)
         self.critic: Critic | None = None
         self.critic_optimizer: torch.optim.Optimizer | None = None
@@ -158,6 +160,8 @@ class Learner:
             values,
             self.config.loss,
             self.config.optimizer.max_grad_norm,
+            self.config.micro_batch_tokens,
+            self.config.precision,
         )
         if self.critic_config.mode == "online":
             stats |= self._train_critic(batch)

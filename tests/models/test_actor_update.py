@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
-from actors.config import SamplingConfig
+from actors.config import PolicyConfig, SamplingConfig
 from actors.policy import Policy
 from coderl.outcomes import InfrastructureFault, OutcomeClass, RewardConfig, Verdict
 from coderl.problem import Problem
 from learner.actor_update import actor_step, baselines_for, behaviour_logprobs, rl_loss
-from learner.batch import ScoredSample, TrainBatch, first_rows, score
+from learner.batch import ScoredSample, TrainBatch, score
 from learner.config import ActorLossConfig, OptimizerConfig
 from learner.losses import token_advantages
+from learner.micro import micro_slices, rows
 from learner.sft import make_optimizer, sft_examples
 from models.sequences import TokenBatch, response_logprobs
 
@@ -143,7 +146,7 @@ def test_a_batch_is_padded_once_and_its_rows_are_what_padding_them_alone_gives(
     alone = policy.batch(
         [s.sample.prompt_token_ids for s in batch.sampled], [s.sample.token_ids for s in batch.sampled]
     )
-    for got, expected in zip(first_rows(everything, 4), alone, strict=True):
+    for got, expected in zip(rows(everything, slice(0, 4)), alone, strict=True):
         torch.testing.assert_close(got, expected)
 
 
@@ -158,3 +161,54 @@ def test_the_learner_scores_verdicts_with_the_runs_rewards(
     assert score(sample, Verdict.COMPILE_ERROR, RewardConfig()).reward == -1.0
     with pytest.raises(InfrastructureFault):
         score(sample, Verdict.SANDBOX_ERROR, rewards)
+
+
+@pytest.mark.parametrize("normalization", ["sum", "token_mean", "sequence_mean"])
+def test_micro_batches_make_the_same_update_as_one_pass(
+    add_problems: list[Problem], normalization: str
+) -> None:
+    """Gradient accumulation over token-budgeted micro-batches, each loss scaled by its share of the
+    whole batch, equals one pass over the whole batch (RL with critic values, plus CE)."""
+    config = ActorLossConfig(normalization=normalization, ce_weight=0.5)  # type: ignore[arg-type]
+    updated = []
+    for budget in (0, 60):
+        policy = Policy.load(PolicyConfig(model="tiny", device="cpu"))
+        scored = _scored(policy, add_problems[:3], [1.0, -0.3, -0.6, 1.0, -1.0, 1.0], greedy=-0.3)
+        tokens = _tokens(policy, scored)
+        values = torch.linspace(0.1, 1.0, tokens.response_ids.numel()).reshape(tokens.response_ids.shape)
+        examples = sft_examples(policy, add_problems)
+        ground_truth = policy.batch([e.prompt_ids for e in examples], [e.program_ids for e in examples])
+        if budget:
+            assert len(micro_slices(tokens, budget)) >= 3 and len(micro_slices(ground_truth, budget)) >= 2
+        # SGD: the step is the gradient itself (Adam's first step divides near-zero gradients by
+        # their own size, which would magnify float rounding into visible weight differences).
+        optimizer = torch.optim.SGD(policy.model.parameters(), lr=0.1)
+        stats = actor_step(policy, optimizer, scored, ground_truth, values, config, 100.0, budget)
+        updated.append((stats, policy.cpu_weights()))
+    (whole, before), (micro, after) = updated
+    for key in ("loss/rl", "loss/ce", "loss/total", "grad_norm"):
+        assert micro[key] == pytest.approx(whole[key], rel=1e-4, abs=1e-6), key
+    for name, weight in before.items():
+        torch.testing.assert_close(after[name], weight, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_micro_slices_keep_within_the_token_budget(policy: Policy, add_problems: list[Problem]) -> None:
+    tokens = _tokens(policy, _scored(policy, add_problems[:3], [1.0] * 6))
+    for budget in (1, 50, 120, 10_000):
+        slices = micro_slices(tokens, budget)
+        assert [i for s in slices for i in range(s.start, s.stop)] == list(range(6))  # every row once
+        for selected in slices:
+            part = rows(tokens, selected)
+            padded = part.prompt_ids.numel() + part.response_ids.numel()
+            assert padded <= budget or selected.stop - selected.start == 1
+    assert micro_slices(tokens, 0) == [slice(0, 6)]
+
+
+def test_bf16_autocast_and_activation_checkpointing_keep_fp32_weights(add_problems: list[Problem]) -> None:
+    policy = Policy.load(PolicyConfig(model="tiny", device="cpu"))
+    policy.model.gradient_checkpointing_enable()
+    scored = _scored(policy, add_problems[:2], [1.0, -0.3, -0.6, 1.0], greedy=-0.3)
+    optimizer = make_optimizer(policy.model.parameters(), OptimizerConfig(lr=1e-3))
+    stats = actor_step(policy, optimizer, scored, None, None, ActorLossConfig(), 1.0, 0, precision="bf16")
+    assert stats["grad_norm"] > 0 and math.isfinite(stats["loss/rl"])
+    assert all(p.dtype == torch.float32 for p in policy.model.parameters())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from coderl.config import load_config
+from coderl.config import ConfigError, load_config
 from driver.train_config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "deploy" / "configs"
@@ -34,3 +34,20 @@ def test_cluster_preset_uses_the_compose_stack() -> None:
     assert config.execution.redis_url == "redis://localhost:6379/0"
     assert config.problems.source == "files"
     assert config.sampler.num_gpus > 0 and config.learner.num_gpus > 0
+
+
+def test_a_round_larger_than_the_admission_cap_is_refused() -> None:
+    """160 programs a round against 2 x 20 that may wait: the later groups go stale and the run stalls."""
+    overrides = ["sampler.problems_per_round=8", "sampler.sampling.n=20", "learner.batch_size=20"]
+    with pytest.raises(ConfigError, match=r"lower sampler\.problems_per_round to 2 or less"):
+        load_config(TrainConfig, None, overrides)
+    load_config(TrainConfig, None, [*overrides, "learner.stale=correct", "learner.loss.importance=truncated"])
+    load_config(TrainConfig, None, [*overrides[1:], "sampler.problems_per_round=2"])
+
+
+def test_a_micro_batch_that_cannot_hold_one_sequence_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"micro_batch_tokens \(100\) cannot hold one sequence of 560"):
+        load_config(TrainConfig, None, ["learner.micro_batch_tokens=100"])
+    assert (
+        load_config(TrainConfig, None, ["learner.micro_batch_tokens=560"]).learner.micro_batch_tokens == 560
+    )
