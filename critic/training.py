@@ -8,12 +8,13 @@ running it, although many fail their own tests).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 
-from models.sequences import TokenBatch, pad_left, pad_right
+from models.sequences import TokenBatch, pad_left, pad_right, take_rows
 
 from .evaluation import CriticEvaluation, evaluate_predictions
 from .loss import critic_loss, token_values
@@ -53,19 +54,32 @@ def critic_step(
     batch: TokenBatch,
     labels: torch.Tensor,
     max_grad_norm: float,
+    micro_batches: Sequence[slice] | None = None,
+    autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> dict[str, float]:
     """One optimizer step of the critic's cross-entropy on ``batch`` (``critic_batch`` builds one
-    from examples) with outcome ``labels``, shape (b,); returns its loss and batch accuracy."""
+    from examples) with outcome ``labels``, shape (b,); returns its loss and batch accuracy.
+
+    ``micro_batches``: row ranges whose gradients accumulate, each loss weighted by its rows' share
+    b_k / b (the loss is a mean over programs): the same step as one pass. ``autocast``: the
+    context of the forward passes (e.g. bf16).
+    """
     critic.train()
     batch, labels = batch.to(critic.device), labels.to(critic.device)
-    output = critic(batch)
-    loss = critic_loss(output.program_logits, labels)
+    total = labels.shape[0]
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss, correct = 0.0, 0
+    for selected in micro_batches or [slice(0, total)]:
+        with autocast():
+            output = critic(take_rows(batch, selected))
+        logits = output.program_logits.float()
+        part = critic_loss(logits, labels[selected]) * (logits.shape[0] / total)
+        part.backward()
+        loss += float(part.detach())
+        correct += int((logits.argmax(dim=-1) == labels[selected]).sum())
     torch.nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm)
     optimizer.step()
-    accuracy = (output.program_logits.argmax(dim=-1) == labels).float().mean()
-    return {"loss/critic": float(loss.detach()), "critic/batch_accuracy": float(accuracy)}
+    return {"loss/critic": loss, "critic/batch_accuracy": correct / max(1, total)}
 
 
 @torch.no_grad()

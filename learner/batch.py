@@ -15,9 +15,7 @@ import torch
 
 from coderl.outcomes import OutcomeClass, RewardConfig, Verdict, outcome_class
 from coderl.wire import SampledProgram
-from models.sequences import TokenBatch, pad_left, pad_right
-
-from .micro import rows
+from models.sequences import TokenBatch, pad_left, pad_right, take_rows
 
 __all__ = ["ScoredSample", "TrainBatch", "score"]
 
@@ -69,7 +67,7 @@ class TrainBatch:
 
     def sampled_tokens(self, pad_id: int, device: torch.device) -> TokenBatch:
         """The first ``len(sampled)`` rows of ``tokens``: W^s only."""
-        return rows(self.tokens(pad_id, device), slice(0, len(self.sampled)))
+        return take_rows(self.tokens(pad_id, device), slice(0, len(self.sampled)))
 
     def rewards(self) -> torch.Tensor:
         return torch.tensor([s.reward for s in self.sampled])

@@ -34,6 +34,7 @@ from .batch import TrainBatch
 from .buffer import SampleBuffer
 from .checkpoint import load_rng, save_rng
 from .config import CriticTrainingConfig, LearnerConfig, SFTConfig
+from .micro import autocast, micro_slices
 from .reports import LearnerStatus, SFTReport, StepReport
 from .sft import SFTExample, make_optimizer, sft_examples, train_sft
 
@@ -218,12 +219,15 @@ class Learner:
         labels = batch.classes(rows)
         if self.critic.config.classes == "binary":
             labels = (labels == int(OutcomeClass.PASSED)).long()
+        tokens = batch.tokens(self.policy.pad_id, self.policy.device)
         return critic_step(
             self.critic,
             self.critic_optimizer,
-            batch.tokens(self.policy.pad_id, self.policy.device),
+            tokens,
             labels,
             self.critic_config.optimizer.max_grad_norm,
+            micro_slices(tokens, self.config.micro_batch_tokens),
+            lambda: autocast(self.policy.device, self.config.precision),
         )
 
     def _batch_stats(self, batch: TrainBatch) -> dict[str, float]:

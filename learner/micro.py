@@ -15,11 +15,11 @@ from collections.abc import Iterator
 
 import torch
 
-from models.sequences import TokenBatch
+from models.sequences import TokenBatch, take_rows
 
 from .config import Normalization
 
-__all__ = ["autocast", "chunks", "micro_slices", "rows", "share"]
+__all__ = ["autocast", "chunks", "micro_slices", "share"]
 
 
 def micro_slices(batch: TokenBatch, max_tokens: int) -> list[slice]:
@@ -42,23 +42,6 @@ def micro_slices(batch: TokenBatch, max_tokens: int) -> list[slice]:
     return out
 
 
-def rows(batch: TokenBatch, selected: slice) -> TokenBatch:
-    """The rows of ``selected``, padding columns none of them uses cut off (prompts are padded on
-    the left, responses on the right): exactly what padding those rows alone gives."""
-    prompt_mask, response_mask = batch.prompt_mask[selected], batch.response_mask[selected]
-    if prompt_mask.shape[0] == 0:
-        return TokenBatch(*(tensor[selected, :0] for tensor in batch))
-    prompt_width = int(prompt_mask.sum(dim=1).max())
-    response_width = int(response_mask.sum(dim=1).max())
-    start = batch.prompt_ids.shape[1] - prompt_width
-    return TokenBatch(
-        batch.prompt_ids[selected, start:],
-        prompt_mask[:, start:],
-        batch.response_ids[selected, :response_width],
-        response_mask[:, :response_width],
-    )
-
-
 def share(micro_mask: torch.Tensor, whole_mask: torch.Tensor, normalization: Normalization) -> float:
     """The weight of a micro-batch's loss in the whole batch's: b/B for ``sum`` and
     ``sequence_mean``, t/T (real tokens) for ``token_mean``."""
@@ -78,4 +61,4 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 def chunks(batch: TokenBatch, max_tokens: int) -> Iterator[tuple[slice, TokenBatch]]:
     """``micro_slices`` with their rows."""
     for selected in micro_slices(batch, max_tokens):
-        yield selected, rows(batch, selected)
+        yield selected, take_rows(batch, selected)

@@ -27,6 +27,7 @@ __all__ = [
     "response_hidden_states",
     "response_logits",
     "response_logprobs",
+    "take_rows",
 ]
 
 
@@ -139,3 +140,20 @@ def response_hidden_states(model: PreTrainedModel, batch: TokenBatch) -> torch.T
         input_ids=input_ids, attention_mask=mask, position_ids=positions(mask), use_cache=False
     )
     return out.last_hidden_state[:, p:]
+
+
+def take_rows(batch: TokenBatch, selected: slice) -> TokenBatch:
+    """The rows of ``selected``, padding columns none of them uses cut off (prompts are padded on
+    the left, responses on the right): exactly what padding those rows alone gives."""
+    prompt_mask, response_mask = batch.prompt_mask[selected], batch.response_mask[selected]
+    if prompt_mask.shape[0] == 0:
+        return TokenBatch(*(tensor[selected, :0] for tensor in batch))
+    prompt_width = int(prompt_mask.sum(dim=1).max())
+    response_width = int(response_mask.sum(dim=1).max())
+    start = batch.prompt_ids.shape[1] - prompt_width
+    return TokenBatch(
+        batch.prompt_ids[selected, start:],
+        prompt_mask[:, start:],
+        batch.response_ids[selected, :response_width],
+        response_mask[:, :response_width],
+    )

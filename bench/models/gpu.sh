@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The checks that need a CUDA GPU, in one run (about 5 minutes on one H200):
-#   1. tests/models/test_cuda.py (pytest -m gpu): sampling, the critic-weighted update, the critic
+#   1. tests/modeling/test_cuda.py (pytest -m gpu): sampling, the critic-weighted update, the critic
 #      step and the weight broadcast on the GPU, each against the same computation on the CPU;
 #   2. the models benchmark (python -m bench.models) on the GPU, fp32 then bf16, from the tiny
 #      preset to a T5-large-shaped model.
@@ -21,7 +21,7 @@ step() {
 }
 export PYTHONUNBUFFERED=1
 step gpu nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-step pytest python3 -m pytest -q -p no:cacheprovider -m gpu tests/models
+step pytest python3 -m pytest -q -p no:cacheprovider -m gpu tests/modeling
 step models_fp32 python3 -m bench.models --device cuda \
     --models tiny t5-small-random t5-large-random --json "$out/models_fp32.json"
 step models_bf16 python3 -m bench.models --device cuda --dtype bfloat16 \

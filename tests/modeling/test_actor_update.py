@@ -15,9 +15,9 @@ from learner.actor_update import actor_step, baselines_for, behaviour_logprobs, 
 from learner.batch import ScoredSample, TrainBatch, score
 from learner.config import ActorLossConfig, OptimizerConfig
 from learner.losses import token_advantages
-from learner.micro import micro_slices, rows
+from learner.micro import micro_slices
 from learner.sft import make_optimizer, sft_examples
-from models.sequences import TokenBatch, response_logprobs
+from models.sequences import TokenBatch, response_logprobs, take_rows
 
 
 def _scored(
@@ -146,7 +146,7 @@ def test_a_batch_is_padded_once_and_its_rows_are_what_padding_them_alone_gives(
     alone = policy.batch(
         [s.sample.prompt_token_ids for s in batch.sampled], [s.sample.token_ids for s in batch.sampled]
     )
-    for got, expected in zip(rows(everything, slice(0, 4)), alone, strict=True):
+    for got, expected in zip(take_rows(everything, slice(0, 4)), alone, strict=True):
         torch.testing.assert_close(got, expected)
 
 
@@ -198,7 +198,7 @@ def test_micro_slices_keep_within_the_token_budget(policy: Policy, add_problems:
         slices = micro_slices(tokens, budget)
         assert [i for s in slices for i in range(s.start, s.stop)] == list(range(6))  # every row once
         for selected in slices:
-            part = rows(tokens, selected)
+            part = take_rows(tokens, selected)
             padded = part.prompt_ids.numel() + part.response_ids.numel()
             assert padded <= budget or selected.stop - selected.start == 1
     assert micro_slices(tokens, 0) == [slice(0, 6)]

@@ -9,7 +9,10 @@ import pytest
 import torch
 from transformers import ByT5Tokenizer
 
+from actors.config import PolicyConfig
+from actors.policy import Policy
 from coderl.outcomes import OutcomeClass, Verdict
+from coderl.problem import Problem
 from critic.config import CriticConfig
 from critic.loss import pass_probabilities, token_values
 from critic.model import Critic, critic_label
@@ -123,3 +126,22 @@ def test_critic_learns_outcomes_beyond_the_majority_baseline() -> None:
     assert after.accuracy >= 0.9 > after.majority_accuracy
     assert after.accuracy > before.accuracy
     assert sum(map(sum, after.confusion)) == len(held_out)
+
+
+def test_a_micro_batched_critic_step_is_the_same_step_as_one_pass(add_problems: list[Problem]) -> None:
+    policy = Policy.load(PolicyConfig(model="tiny", device="cpu"))
+    examples = [
+        CriticExample(policy.prompt_token_ids(p), policy.program_token_ids(p.solutions[0]), label)
+        for p, label in zip(add_problems, [0, 1, 2, 3], strict=True)
+    ]
+    results = []
+    for micro in (None, [slice(0, 1), slice(1, 3), slice(3, 4)]):
+        critic = Critic.load(CriticConfig(device="cpu", seed=5))
+        optimizer = torch.optim.SGD(critic.parameters(), lr=0.1)
+        stats = critic_step(critic, optimizer, *critic_batch(critic, examples), 100.0, micro)
+        results.append((stats, {k: v.detach().clone() for k, v in critic.state_dict().items()}))
+    (whole, before), (split, after) = results
+    assert split["loss/critic"] == pytest.approx(whole["loss/critic"], rel=1e-5)
+    assert split["critic/batch_accuracy"] == whole["critic/batch_accuracy"]
+    for name, weight in before.items():
+        torch.testing.assert_close(after[name], weight, rtol=1e-4, atol=1e-6, msg=name)
