@@ -14,7 +14,7 @@ from coderl.problem import Problem
 from coderl.rollouts import TrainStreams, queue_depths
 from executor.client import ClientConfig, RedisExecutionClient
 from executor.engine import ExecutionItem
-from learner.checkpoint import RunState, write_checkpoint_dir, write_json
+from learner.checkpoint import RunState, keep_milestone, write_checkpoint_dir, write_json
 from learner.reports import StepReport
 
 from .loop import PhaseClock
@@ -131,7 +131,8 @@ class Run:
             "held-out pass@1 %s: %.3f (%d/%d)", when, result["pass@1"], result["passed"], result["problems"]
         )
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, milestone: str | None = None) -> None:
+        """A rolling checkpoint; ``milestone`` (``after-sft``, ...) keeps it also under that name."""
         self.state.samplers = [s.model_dump() for s in self.roles.sampler_states()]
         self.state.counters |= self.roles.learner.status().counters
 
@@ -139,7 +140,10 @@ class Run:
             self.roles.learner.save(directory)
             write_json(directory / "state.json", self.state)
 
-        path = write_checkpoint_dir(self.config.run_dir, f"step-{self.global_step:06d}", fill)
+        name = f"step-{self.global_step:06d}"
+        path = write_checkpoint_dir(self.config.run_dir, name, fill, keep=self.config.checkpoints_kept)
+        if milestone is not None:
+            keep_milestone(path, milestone)
         acked = self.roles.learner.acknowledge_settled()
         log.info(
             "checkpoint %s (policy version %d; %d results acknowledged)",

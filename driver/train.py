@@ -109,7 +109,7 @@ def _run_phases(config: TrainConfig, run: Run) -> None:
             run.evaluate(f"after {phase.name}")
         if number == len(owed):
             run.state.phase = "done"
-        run.checkpoint()  # after the evaluation: a run killed during it evaluates again
+        run.checkpoint(f"after-{phase.name}")  # after the evaluation: a run killed in it evaluates again
     if not owed and run.state.phase != "done":  # every phase asked for 0 steps
         run.state.phase = "done"
         run.checkpoint()

@@ -101,6 +101,9 @@ class TrainConfig(BaseModel):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint_every: int = Field(default=10, ge=1)
+    checkpoints_kept: int = Field(default=2, ge=1)
+    """rolling checkpoints kept (step-N); the end of each phase is kept besides, as
+    checkpoints/after-sft, after-critic and after-rl"""
     """RL (and critic) steps between checkpoints"""
 
     @model_validator(mode="after")

@@ -24,9 +24,11 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["RunState", "latest_checkpoint", "load_rng", "save_rng", "write_checkpoint_dir"]
+__all__ = ["RunState", "keep_milestone", "latest_checkpoint", "load_rng", "save_rng", "write_checkpoint_dir"]
 
 LATEST = "LATEST"
+ROLLING = "step-"
+"""rolling checkpoints are ``step-{N:06d}``; only they are pruned (milestones are kept)"""
 
 
 class RunState(BaseModel):
@@ -72,9 +74,21 @@ def write_checkpoint_dir(run_dir: Path, name: str, fill: Any, keep: int = 2) -> 
     pointer_tmp = root / f".{LATEST}.tmp"
     pointer_tmp.write_text(name + "\n")
     os.replace(pointer_tmp, root / LATEST)
-    steps = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(ROLLING))
     for old in steps[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def keep_milestone(checkpoint: Path, name: str) -> Path:
+    """Keep ``checkpoint`` also as ``checkpoints/name`` (e.g. ``after-sft``), which pruning never
+    removes; files are hard links, so a milestone costs no space while its step is kept."""
+    final = checkpoint.parent / name
+    tmp = checkpoint.parent / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(checkpoint, tmp, copy_function=os.link)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
     return final
 
 

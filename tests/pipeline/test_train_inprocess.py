@@ -74,6 +74,11 @@ def test_a_small_run_goes_through_every_phase(tmp_path: Path) -> None:
     assert state["phase"] == "done" and len(state["samplers"]) == 1
     assert state["samplers"][0]["versions_received"][-1] == 34
     assert state["phase_steps"] == {"sft": 30, "critic": 2, "rl": 4}
+    # The end of each phase is kept as a milestone besides the newest rolling checkpoints.
+    kept = sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.is_dir())
+    assert kept == ["after-critic", "after-rl", "after-sft", "step-000034", "step-000036"]
+    after_sft = json.loads((run_dir / "checkpoints" / "after-sft" / "state.json").read_text())
+    assert after_sft["phase_steps"] == {"sft": 30} and after_sft["policy_version"] == 30
     # The SFT loss of every logged step, and each phase's start marked for the curves.
     assert [m["step"] for m in metrics if "loss/sft" in m] == [30]  # log_every 50 > 30: the last step
     assert [(m["step"], m["run/phase"]) for m in metrics if "run/phase" in m] == [(0, 0), (30, 1), (32, 2)]
