@@ -12,10 +12,8 @@ tests, CI and the embedded defaults run on an air-gapped CPU machine.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from .names import looks_like_hub_name, preset_hint
 from .tokenizer import suite_tokenizer
 
 __all__ = ["PRESETS", "LoadedModel", "Preset", "load_model", "resolve_device"]
@@ -165,7 +164,6 @@ def _build_preset(name: str, seed: int) -> LoadedModel:
     return LoadedModel(model, tokenizer, bool(config.is_encoder_decoder), name)
 
 
-_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -174,10 +172,8 @@ def _offline() -> bool:
 
 
 def _unknown_model(name: str, why: str) -> FileNotFoundError:
-    close = difflib.get_close_matches(name, list(PRESETS), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
     return FileNotFoundError(
-        f"model {name!r} is neither a preset ({', '.join(PRESETS)}{hint}) nor a local directory "
+        f"model {name!r} is neither a preset{preset_hint(name)} ({', '.join(PRESETS)}) nor a local directory "
         f"(no such directory), {why}; give a preset, a checkpoint directory or a hub name such as "
         "Salesforce/codet5-large-ntp-py"
     )
@@ -194,7 +190,7 @@ def _from_pretrained(name: str) -> LoadedModel:
         return _load_pretrained(name, cached_only=True)
     except OSError:
         pass
-    if name.startswith((".", "/", "~")) or not _HUB_NAME.fullmatch(name):
+    if not looks_like_hub_name(name):
         raise _unknown_model(name, "and not a hub name found in the local cache") from None
     if _offline():
         raise _unknown_model(name, "and not in the local hub cache (HF_HUB_OFFLINE is set)") from None

@@ -8,16 +8,31 @@ hub retries; a hub name cannot be verified offline and is left to ``from_pretrai
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
-__all__ = ["PRESET_NAMES", "UnknownModelError", "check_model_name"]
+__all__ = ["PRESET_NAMES", "UnknownModelError", "check_model_name", "looks_like_hub_name", "preset_hint"]
 
 PRESET_NAMES = ("tiny", "tiny-causal", "tiny-byte", "t5-small-random", "t5-large-random")
 """the keys of models.loading.PRESETS (a test keeps them equal)"""
 
 
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
 class UnknownModelError(ValueError):
     """A model name that is neither a preset, a local directory nor a hub name."""
+
+
+def looks_like_hub_name(name: str) -> bool:
+    """``org/name``, as the Hugging Face hub spells repositories (not a relative path)."""
+    return not name.startswith((".", "/", "~")) and _HUB_NAME.fullmatch(name) is not None
+
+
+def preset_hint(name: str) -> str:
+    """`` (did you mean 'tiny'?)`` for a near miss of a preset name; empty otherwise."""
+    close = difflib.get_close_matches(name, PRESET_NAMES, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def check_model_name(name: str) -> None:
@@ -30,13 +45,10 @@ def check_model_name(name: str) -> None:
         raise UnknownModelError(
             f"model {name!r} is a file; give a checkpoint directory or a preset ({presets})"
         )
-    hub_like = not name.startswith((".", "/", "~")) and name.count("/") == 1 and not name.endswith("/")
-    if hub_like or _cached(name):
+    if looks_like_hub_name(name) or _cached(name):
         return
-    close = difflib.get_close_matches(name, PRESET_NAMES, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise UnknownModelError(
-        f"model {name!r} is neither a preset{hint} ({presets}) nor a local directory; "
+        f"model {name!r} is neither a preset{preset_hint(name)} ({presets}) nor a local directory; "
         "a Hugging Face hub name looks like org/name (e.g. Salesforce/codet5-large-ntp-py)"
     )
 
