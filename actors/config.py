@@ -64,3 +64,25 @@ class SamplerConfig(BaseModel):
     )
     rollout_ttl_s: int = Field(default=86_400, ge=60)
     """how long a rollout waits in Redis for the learner"""
+
+
+class SyncConfig(BaseModel):
+    """How the learner's weights reach the samplers after each update (models/weight_sync.py,
+    models/weight_group.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    method: Literal["object_store", "collective"] = "object_store"
+    """object_store: the learner packs its weights (one buffer per dtype) into Ray's object store and
+    each sampler applies them before its next round; collective: the learner broadcasts them in
+    buckets over a process group of its own with the samplers, each receiving into a staging copy
+    while it samples (needs use_ray; a restarted sampler gets its weights through the object store
+    and the group is rebuilt at the next broadcast)"""
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    """collective: nccl when the learner and the samplers all have GPUs (learner.num_gpus and
+    sampler.num_gpus above 0), else gloo (CPU tensors over TCP)"""
+    bucket_mb: float = Field(default=64.0, gt=0)
+    """collective: megabytes per broadcast bucket; the learner holds two buckets besides its model"""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """collective: how long joining the group or one broadcast may take before the driver falls back
+    to the object store for that broadcast"""

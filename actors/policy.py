@@ -1,7 +1,7 @@
 """The policy: a language model, its tokenizer and the version of its weights.
 
 ``Policy`` is a plain class; the learner trains ``policy.model`` in place, and Ray sampler actors
-(issue 5) wrap one each and swap in broadcast weights with ``load_weights``.
+(issue 5) wrap one each and swap in broadcast weights with ``load_packed``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from coderl.wire import SampledProgram
 from models.loading import load_model, resolve_device
 from models.prompts import extract_program, format_prompt
 from models.sequences import TokenBatch, pad_left, pad_right
+from models.weight_sync import PackedWeights, WeightPacker, load_packed
 
 from .config import PolicyConfig, SamplingConfig
 from .sampling import TokenSamples, sample_tokens
@@ -47,6 +48,7 @@ class Policy:
         self.version = version
         self.device = next(model.parameters()).device
         self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
+        self._packer = WeightPacker()
 
     @classmethod
     def load(cls, config: PolicyConfig) -> Policy:
@@ -184,13 +186,23 @@ class Policy:
     # -- weights --------------------------------------------------------------------------------
 
     def cpu_weights(self) -> dict[str, torch.Tensor]:
-        """A detached CPU copy of the model's weights: what a broadcast sends."""
+        """A detached CPU copy of the model's state dict (tests, comparisons; a broadcast sends
+        ``packed_weights``)."""
         return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
 
     def load_weights(self, state_dict: dict[str, torch.Tensor], version: int) -> None:
-        """Swap in broadcast weights (between sampling batches) and adopt their version."""
+        """Swap in a state dict (between sampling batches) and adopt its version."""
         self.model.load_state_dict(state_dict)
         self.version = version
+
+    def packed_weights(self) -> PackedWeights:
+        """The weights as a broadcast sends them (one buffer per dtype), with their version."""
+        return self._packer.pack(self.model, self.version)
+
+    def load_packed(self, packed: PackedWeights) -> None:
+        """Swap in broadcast weights (between sampling batches) and adopt their version."""
+        load_packed(self.model, packed)
+        self.version = packed.version
 
     def to(self, device: str) -> Policy:
         self.device = resolve_device(device)

@@ -4,6 +4,9 @@ publishes them for execution, and swaps in broadcast weights between rounds.
 A plain class; ``driver/ray_roles.py`` wraps it with ``ray.remote`` where actors are created, and
 the in-process pipeline calls it directly. Ray runs an actor's calls one at a time, so a weight
 update sent while a round runs is applied when the round ends: weights never change mid-round.
+With ``sync.method='collective'`` the weight-sync calls (``join_sync_group``, ``receive_weights``,
+``leave_sync_group``) run in a concurrency group of their own, beside a running round: received
+weights wait in a staging copy and are applied when the next round starts.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import time
 from collections.abc import Sequence
 
 import redis
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from coderl.problem import Problem
 from coderl.rollouts import TrainStreams, publish_rollouts
 from coderl.wire import WireMessage
+from models.weight_group import GroupAddress, WeightInbox
+from models.weight_sync import PackedWeights
 
 from .config import PolicyConfig, SamplerConfig, SamplingConfig
 from .policy import Policy
@@ -40,7 +44,8 @@ class SamplerState(BaseModel):
     incarnation: int = 0
     """bumped on every restore, so sample ids stay unique across restarts"""
     versions_received: list[int] = Field(default_factory=list)
-    """every broadcast policy version applied, in order"""
+    """every broadcast policy version applied, in order (collective sync applies only the newest
+    version received before a round starts)"""
 
 
 class RoundReport(WireMessage):
@@ -86,16 +91,44 @@ class Sampler:
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=60)
         self._order = self._epoch_order(0)
         self._weights_s = 0.0
+        self._inbox: WeightInbox | None = None
+        """collective weight sync: the staging copy, made when the sampler first joins a group"""
 
     # -- weights -----------------------------------------------------------------------------------
 
-    def set_weights(self, weights: dict[str, torch.Tensor], version: int) -> int:
-        """Adopt broadcast weights; returns the version now in use."""
+    def set_weights(self, weights: PackedWeights) -> int:
+        """Adopt broadcast weights (and their version) now; returns the version now in use."""
         started = time.monotonic()
-        self.policy.load_weights(weights, version)
+        self.policy.load_packed(weights)
         self._weights_s += time.monotonic() - started
-        self.state.versions_received.append(version)
+        self.state.versions_received.append(weights.version)
         return self.policy.version
+
+    def join_sync_group(self, address: GroupAddress, rank: int) -> None:
+        """Join the learner's weight-sync group (blocks until every member has joined)."""
+        if self._inbox is None:
+            self._inbox = WeightInbox(self.policy.model)
+        self._inbox.join(address, rank)
+
+    def receive_weights(self) -> int:
+        """Receive one collective broadcast into staging (applied when the next round starts)."""
+        if self._inbox is None:
+            raise RuntimeError(f"sampler {self.sampler_id} is in no weight-sync group")
+        return self._inbox.receive()
+
+    def leave_sync_group(self) -> None:
+        if self._inbox is not None:
+            self._inbox.leave()
+
+    def _apply_staged(self) -> None:
+        if self._inbox is None:
+            return
+        started = time.monotonic()
+        version = self._inbox.apply(self.policy.version)
+        if version is not None:
+            self.policy.version = version
+            self._weights_s += time.monotonic() - started
+            self.state.versions_received.append(version)
 
     @property
     def policy_version(self) -> int:
@@ -105,6 +138,7 @@ class Sampler:
 
     def generate_round(self) -> RoundReport:
         """Sample the next problems, publish the programs for execution, return what was done."""
+        self._apply_staged()
         problems = self._next_problems()
         started = time.monotonic()
         round_id = f"s{self.sampler_id}i{self.state.incarnation}r{self.state.rounds}"

@@ -23,7 +23,15 @@ import redis
 from . import streams
 from .wire import ExecutionReport, ExecutionRequest, SampledProgram
 
-__all__ = ["LEARNER_GROUP", "Delivery", "RolloutReader", "TrainStreams", "publish_rollouts", "queue_depths"]
+__all__ = [
+    "LEARNER_GROUP",
+    "Delivery",
+    "RolloutReader",
+    "TrainStreams",
+    "publish_rollouts",
+    "queue_depths",
+    "unsettled_rollouts",
+]
 
 LEARNER_GROUP = "learner"
 
@@ -135,3 +143,10 @@ def queue_depths(client: redis.Redis, channel: TrainStreams) -> dict[str, float]
         "queue/results_unread": float(results_unread),
         "queue/executor_workers": float(stats.workers),
     }
+
+
+def unsettled_rollouts(client: redis.Redis, channel: TrainStreams) -> int:
+    """Rollouts of the run not yet acknowledged by the learner, greedy decodes included: at the
+    start of a phase (after a checkpoint acknowledged what was settled, or on resume) the work
+    already out that the learner will still read."""
+    return sum(1 for _ in client.scan_iter(match=channel.rollout("*"), count=1000))

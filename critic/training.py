@@ -8,7 +8,7 @@ running it, although many fail their own tests).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -56,20 +56,23 @@ def critic_step(
     max_grad_norm: float,
     micro_batches: Sequence[slice] | None = None,
     autocast: Callable[[], AbstractContextManager[object]] = nullcontext,
+    sum_gradients: Callable[[Iterable[torch.nn.Parameter]], None] | None = None,
 ) -> dict[str, float]:
     """One optimizer step of the critic's cross-entropy on ``batch`` (``critic_batch`` builds one
     from examples) with outcome ``labels``, shape (b,); returns its loss and batch accuracy.
 
     ``micro_batches``: row ranges whose gradients accumulate, each loss weighted by its rows' share
     b_k / b (the loss is a mean over programs): the same step as one pass. ``autocast``: the
-    context of the forward passes (e.g. bf16).
+    context of the forward passes (e.g. bf16). ``sum_gradients``: with data parallelism, sums
+    the ranks' gradients before clipping (each rank given its own ``micro_batches``); the returned
+    loss and accuracy are then this rank's parts, which add up over the ranks.
     """
     critic.train()
     batch, labels = batch.to(critic.device), labels.to(critic.device)
     total = labels.shape[0]
     optimizer.zero_grad(set_to_none=True)
     loss, correct = 0.0, 0
-    for selected in micro_batches or [slice(0, total)]:
+    for selected in [slice(0, total)] if micro_batches is None else micro_batches:
         with autocast():
             output = critic(take_rows(batch, selected))
         logits = output.program_logits.float()
@@ -77,8 +80,11 @@ def critic_step(
         part.backward()
         loss += float(part.detach())
         correct += int((logits.argmax(dim=-1) == labels[selected]).sum())
+    if sum_gradients is not None:
+        sum_gradients(critic.parameters())
     torch.nn.utils.clip_grad_norm_(critic.parameters(), max_grad_norm)
     optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # free the gradients' memory until the next step
     return {"loss/critic": loss, "critic/batch_accuracy": correct / max(1, total)}
 
 

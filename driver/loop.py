@@ -79,6 +79,15 @@ class Admission:
     cap: int
     """sampled programs admitted but not yet settled by the learner, at most"""
     decoupled: bool
+    samples_per_group: int = 1
+    greedy: bool = False
+    """a greedy decode is published with every group (it is not a sampled program)"""
+
+    def programs_in(self, rollouts: int) -> int:
+        """Sampled programs among ``rollouts`` published ones (greedy decodes are not counted)."""
+        if not self.greedy:
+            return rollouts
+        return rollouts * self.samples_per_group // (self.samples_per_group + 1)
 
     @classmethod
     def of(cls, config: TrainConfig) -> Admission:
@@ -89,20 +98,30 @@ class Admission:
         # the broadcast the sampler has not applied yet (it arrives behind the round in progress):
         # with cap/batch batches outstanding, its lag reaches cap/batch.
         cap = max(1, config.learner.max_policy_lag) * batch if decoupled else batch
-        return cls(per_round, batch, cap, decoupled)
+        n = config.sampler.sampling.n
+        return cls(per_round, batch, cap, decoupled, samples_per_group=n, greedy=config.greedy_baseline)
 
 
 def run_updates(
-    roles: Roles, update: Update, steps: int, admission: Admission, on_update: OnUpdate, broadcast: bool
+    roles: Roles,
+    update: Update,
+    steps: int,
+    admission: Admission,
+    on_update: OnUpdate,
+    broadcast: bool,
+    already_out: int = 0,
 ) -> PhaseClock:
-    """``steps`` learner updates (``update``: which one) fed by the samplers."""
+    """``steps`` learner updates (``update``: which one) fed by the samplers. ``already_out``:
+    sampled programs published before the phase and not yet settled (rounds left by the previous
+    phase, or by a killed run on resume): admission counts them as work ahead of the learner."""
     per_round, batch, cap = admission.per_round, admission.batch, admission.cap
     decoupled = admission.decoupled
     clock = PhaseClock()
     # The learner's counts run over the whole run; start this phase's from them, or a phase after
     # the first would admit rounds without bound (and drop them as stale).
     start = roles.learner.status()
-    produced = settled = start.settled_samples
+    settled = start.settled_samples
+    produced = settled + already_out
     failures = 0
     idle = list(range(roles.num_samplers))
     positions: dict[int, SamplerState] = dict(enumerate(roles.sampler_states()))

@@ -8,8 +8,10 @@ and a finished run given more steps trains them.
 from __future__ import annotations
 
 import abc
+import logging
 from dataclasses import dataclass
 
+from coderl.rollouts import unsettled_rollouts
 from learner.reports import StepReport
 
 from .loop import Admission, PhaseClock, Update, run_updates
@@ -18,6 +20,8 @@ from .run import Run
 from .train_config import TrainConfig
 
 __all__ = ["Phase", "SFTPhase", "UpdatePhase", "critic_update", "phases_of", "rl_update"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,17 +39,27 @@ class Phase(abc.ABC):
 
 @dataclass(frozen=True)
 class SFTPhase(Phase):
-    """Cross-entropy on the SFT problems' ground truth, inside the learner."""
+    """Cross-entropy on the SFT problems' ground truth, inside the learner, in stretches of
+    ``checkpoint_every`` (``sft_checkpoint_every``) steps with a checkpoint after each (a killed
+    warm start resumes inside)."""
+
+    checkpoint_every: int
 
     def run(self, run: Run, remaining: int) -> None:
         if not run.splits.sft:
             return
-        first = run.global_step
-        report = run.roles.learner.sft(remaining).result()
-        for step, loss in report.losses:
-            run.metrics.write(first + step, {"loss/sft": loss})
-        run.metrics.write(first + report.steps, {"sft/seconds": report.seconds})
-        run.finish_steps(self.name, report.steps, report.status.policy_version)
+        while remaining > 0:
+            done = run.state.phase_steps.get(self.name, 0)
+            steps = min(remaining, self.checkpoint_every - done % self.checkpoint_every)
+            first = run.global_step
+            report = run.roles.learner.sft(steps, self.steps).result()
+            for step, loss in report.losses:
+                run.metrics.write(first + step, {"loss/sft": loss})
+            run.metrics.write(first + report.steps, {"sft/seconds": report.seconds})
+            run.finish_steps(self.name, report.steps, report.status.policy_version)
+            remaining -= report.steps
+            if remaining > 0:  # the last stretch's checkpoint follows the phase
+                run.checkpoint()
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,12 @@ class UpdatePhase(Phase):
             if done < self.steps:  # the last step's checkpoint follows the phase
                 run.maybe_checkpoint(done)
 
-        run_updates(run.roles, self.update, remaining, self.admission, on_update, self.broadcast)
+        already_out = self.admission.programs_in(unsettled_rollouts(run.client, run.channel))
+        if already_out:
+            log.info(
+                "%s phase: %d sampled programs already out count against admission", self.name, already_out
+            )
+        run_updates(run.roles, self.update, remaining, self.admission, on_update, self.broadcast, already_out)
 
 
 def critic_update(learner: LearnerProxy) -> Pending[StepReport]:
@@ -85,7 +104,12 @@ def phases_of(config: TrainConfig) -> list[Phase]:
     """The run's phases in order; a phase of 0 steps is skipped."""
     admission = Admission.of(config)
     return [
-        SFTPhase("sft", config.phases.sft_steps, evaluate_after=True),
+        SFTPhase(
+            "sft",
+            config.phases.sft_steps,
+            evaluate_after=True,
+            checkpoint_every=config.sft_checkpoint_every,
+        ),
         UpdatePhase(
             "critic",
             config.phases.critic_steps,

@@ -4,8 +4,11 @@ where the actors are created, and called through the same typed interface (``Ray
 - Samplers restart on failure (``max_restarts``); the loop then re-sends the current weights.
 - Executor workers restart too; requests a dead worker held are reclaimed from Redis by the others
   (or by its successor) after ``claim_idle_ms``.
-- Weights travel learner -> object store -> samplers: the driver only passes the reference, and a
-  sampler applies them between rounds (Ray runs one call of an actor at a time).
+- Weights travel learner -> object store -> samplers, packed (models/weight_sync.py): the driver
+  only passes the reference, and a sampler applies them between rounds (Ray runs one call of an
+  actor at a time). With ``sync.method = "collective"`` they travel over a process group of the
+  learner and the samplers instead (driver/collective.py); a restarted sampler gets them through
+  the object store, and the group is rebuilt at the next broadcast.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from executor.worker import ExecutorWorker
 from learner.learner import Learner
 from learner.reports import LearnerStatus, SFTReport, StepReport
 
+from .collective import SYNC_GROUP, CollectiveBroadcast, backend_of
 from .roles import LearnerProxy, Pending, Roles, executor_worker_config, learner_arguments, make_samplers
+from .services import free_port
 from .splits import ProblemSplits
 from .train_config import TrainConfig
 
@@ -81,20 +86,48 @@ class RayPending(Pending[T]):
         return ray.get(self.ref)  # type: ignore[no-any-return]
 
 
-class RayLearner(LearnerProxy):
-    """The learner actor behind the typed interface."""
+class LearnerActor(Learner):
+    """A learner rank as a Ray actor: rank 0 also names the address the ranks meet at."""
 
-    def __init__(self, actor: Any) -> None:
-        self.actor = actor
+    def rendezvous_address(self) -> str:
+        """``host:port`` on this node for torch.distributed's rendezvous (a free port now; another
+        process could take it before the group binds it, a small window at start-up only)."""
+        return f"{ray.util.get_node_ip_address()}:{free_port()}"
+
+
+class ClusterTooSmall(ValueError):
+    """The Ray cluster lacks the GPUs the configuration asks for (its actors would never start)."""
+
+
+def check_gpus(config: TrainConfig, available: float) -> None:
+    """Refuse a configuration whose learner ranks and samplers ask for more GPUs than the cluster has."""
+    learner = config.learner.world_size * config.learner.num_gpus
+    samplers = config.sampler.num_samplers * config.sampler.num_gpus
+    if learner + samplers > available:
+        raise ClusterTooSmall(
+            f"the run asks for {learner + samplers:g} GPUs (learner.world_size {config.learner.world_size} "
+            f"x learner.num_gpus {config.learner.num_gpus:g} + sampler.num_samplers "
+            f"{config.sampler.num_samplers} x sampler.num_gpus {config.sampler.num_gpus:g}) but the Ray "
+            f"cluster has {available:g}: lower learner.world_size or the GPU requests, or add GPU nodes"
+        )
+
+
+class RayLearner(LearnerProxy):
+    """The learner behind the typed interface: its ranks as Ray actors. Updates run on every rank
+    at once; the rest asks rank 0 (the ranks' weights are identical)."""
+
+    def __init__(self, actors: Sequence[Any]) -> None:
+        self.ranks = list(actors)
+        self.actor = self.ranks[0]
 
     def rl_update(self) -> Pending[StepReport]:
-        return RayPending(self.actor.rl_update.remote())
+        return _RanksPending([rank.rl_update.remote() for rank in self.ranks])
 
     def critic_update(self) -> Pending[StepReport]:
-        return RayPending(self.actor.critic_update.remote())
+        return _RanksPending([rank.critic_update.remote() for rank in self.ranks])
 
-    def sft(self, steps: int) -> Pending[SFTReport]:
-        return RayPending(self.actor.sft.remote(steps))
+    def sft(self, steps: int, total_steps: int | None = None) -> Pending[SFTReport]:
+        return _RanksPending([rank.sft.remote(steps, total_steps) for rank in self.ranks])
 
     def status(self) -> LearnerStatus:
         return ray.get(self.actor.status.remote())  # type: ignore[no-any-return]
@@ -132,17 +165,26 @@ class RayRoles(Roles):
             ray.init(log_to_driver=True, runtime_env=runtime_env)
         # Actors ask for no CPU slots: they are long-lived and we size them ourselves; on a small
         # host, slots would leave the third actor pending forever.
-        learner_cls = ray.remote(num_cpus=0, num_gpus=config.learner.num_gpus)(Learner)
-        self.learner_actor = learner_cls.options(name=actor_name(channel, "learner")).remote(
-            **learner_arguments(config, splits, redis_url, channel, checkpoint)
+        check_gpus(config, ray.cluster_resources().get("GPU", 0.0))
+        self.learner_ranks = _start_learner(
+            config, learner_arguments(config, splits, redis_url, channel, checkpoint)
         )
-        self.learner = RayLearner(self.learner_actor)
-        sampler_cls = ray.remote(num_cpus=0, num_gpus=config.sampler.num_gpus, max_restarts=3)(Sampler)
+        self.learner = RayLearner(self.learner_ranks)
+        collective = config.sync.method == "collective"
+        groups = {SYNC_GROUP: 1} if collective else None  # weight-sync calls: a thread beside the rounds
+        sampler_cls = ray.remote(
+            num_cpus=0, num_gpus=config.sampler.num_gpus, max_restarts=3, concurrency_groups=groups
+        )(Sampler)
         self.samplers = [
             sampler_cls.options(name=actor_name(channel, f"sampler-{kwargs['sampler_id']}")).remote(**kwargs)
             for kwargs in make_samplers(config, splits, redis_url, channel)
         ]
         self.num_samplers = len(self.samplers)
+        self.collective = (
+            CollectiveBroadcast(self.learner.actor, self.samplers, config.sync, backend_of(config))
+            if collective
+            else None
+        )
         self.executors = []
         execution = config.execution
         if not execution.external_workers:
@@ -154,7 +196,7 @@ class RayRoles(Roles):
                 )
         ray.get([actor.pid.remote() for actor in self.executors])  # fail now if a sandbox pool cannot start
         self._weights_ref: Any = None
-        self._version = -1
+        """the newest weights sent through the object store (None: sent collectively since)"""
         self._known_states: dict[int, SamplerState] = {}
         """each sampler's position after its last round (or restore), for checkpoints"""
 
@@ -170,11 +212,13 @@ class RayRoles(Roles):
     def broadcast(self) -> tuple[int, float]:
         started = time.monotonic()
         version = self.learner.status().policy_version
+        if self.collective is not None and self.collective.broadcast():
+            self._weights_ref = None  # a sampler restarting later fetches the newest weights
+            return version, time.monotonic() - started
         self._weights_ref = self.learner.weights_ref()
         ray.wait([self._weights_ref], fetch_local=False)
-        self._version = version
         for sampler in self.samplers:
-            sampler.set_weights.remote(self._weights_ref, version)  # applied between its rounds
+            sampler.set_weights.remote(self._weights_ref)  # applied between its rounds, with their version
         return version, time.monotonic() - started
 
     def sampler_states(self) -> list[SamplerState]:
@@ -201,13 +245,15 @@ class RayRoles(Roles):
         self._known_states = dict(enumerate(ray.get([s.get_state.remote() for s in self.samplers])))
 
     def recover_sampler(self, sampler: int, state: SamplerState) -> None:
+        if self.collective is not None:
+            self.collective.reset()  # the restarted sampler is in no group: the next broadcast rebuilds it
         if self._weights_ref is None:
-            self.broadcast()
+            self._weights_ref = self.learner.weights_ref()
         actor = self.samplers[sampler]
         deadline = time.monotonic() + SAMPLER_RESTART_WAIT_S
         while True:
             try:  # calls made while Ray restarts the actor fail: retry until it is back
-                weights = actor.set_weights.remote(self._weights_ref, self._version)
+                weights = actor.set_weights.remote(self._weights_ref)
                 ray.get([weights, actor.restore.remote(state)])
                 self._known_states[sampler] = ray.get(actor.get_state.remote())
                 return
@@ -222,7 +268,7 @@ class RayRoles(Roles):
             ray.get(stops, timeout=90)
         except (ray.exceptions.RayError, TimeoutError) as exc:
             log.warning("executor actors did not stop cleanly: %s", exc)
-        for actor in [*self.executors, *self.samplers, self.learner_actor]:
+        for actor in [*self.executors, *self.samplers, *self.learner_ranks]:
             ray.kill(actor)
 
 
@@ -238,6 +284,37 @@ class _RoundPending(RayPending[RoundReport]):
         report = super().result()
         self.roles._known_states[report.sampler_id] = report.state
         return report
+
+
+class _RanksPending(RayPending[T]):
+    """One call on every learner rank: rank 0's result, once every rank is done (a failed rank
+    fails it)."""
+
+    def __init__(self, refs: Sequence[Any]) -> None:
+        super().__init__(refs[0])
+        self.others = list(refs[1:])
+
+    def result(self) -> T:
+        ray.get(self.others)
+        return super().result()
+
+
+def _start_learner(config: TrainConfig, arguments: dict[str, Any]) -> list[Any]:
+    """The learner's ranks (``learner.world_size``), joined into one torch.distributed group."""
+    world_size = config.learner.world_size
+    learner_cls = ray.remote(num_cpus=0, num_gpus=config.learner.num_gpus)(LearnerActor)
+    channel: TrainStreams = arguments["channel"]
+    ranks = [
+        learner_cls.options(name=actor_name(channel, "learner" if rank == 0 else f"learner-{rank}")).remote(
+            **arguments, rank=rank
+        )
+        for rank in range(world_size)
+    ]
+    if world_size > 1:
+        address = ray.get(ranks[0].rendezvous_address.remote())
+        ray.get([rank.join_data_parallel.remote(address) for rank in ranks])
+        log.info("%d learner ranks joined at %s", world_size, address)
+    return ranks
 
 
 def _ref(pending: Pending[Any]) -> Any:

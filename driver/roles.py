@@ -80,7 +80,8 @@ class LearnerProxy(abc.ABC):
     def critic_update(self) -> Pending[StepReport]: ...
 
     @abc.abstractmethod
-    def sft(self, steps: int) -> Pending[SFTReport]: ...
+    def sft(self, steps: int, total_steps: int | None = None) -> Pending[SFTReport]:
+        """``steps`` more warm-start steps of a phase of ``total_steps`` (default ``steps``)."""
 
     @abc.abstractmethod
     def status(self) -> LearnerStatus: ...
@@ -105,8 +106,8 @@ class LocalLearner(LearnerProxy):
     def critic_update(self) -> Pending[StepReport]:
         return Done(self.learner.critic_update)
 
-    def sft(self, steps: int) -> Pending[SFTReport]:
-        return Done(self.learner.sft, steps)
+    def sft(self, steps: int, total_steps: int | None = None) -> Pending[SFTReport]:
+        return Done(self.learner.sft, steps, total_steps)
 
     def status(self) -> LearnerStatus:
         return self.learner.status()
@@ -235,10 +236,10 @@ class LocalRoles(Roles):
 
     def broadcast(self) -> tuple[int, float]:
         started = time.monotonic()
-        weights, version = self.local_learner.weights(), self.local_learner.policy.version
+        weights = self.local_learner.weights()  # packed once, carrying its version
         for sampler in self.samplers:
-            sampler.set_weights(weights, version)
-        return version, time.monotonic() - started
+            sampler.set_weights(weights)
+        return weights.version, time.monotonic() - started
 
     def sampler_states(self) -> list[SamplerState]:
         return [s.get_state() for s in self.samplers]
@@ -248,7 +249,7 @@ class LocalRoles(Roles):
             sampler.restore(state)
 
     def recover_sampler(self, sampler: int, state: SamplerState) -> None:
-        self.samplers[sampler].set_weights(self.local_learner.weights(), self.local_learner.policy.version)
+        self.samplers[sampler].set_weights(self.local_learner.weights())
         self.samplers[sampler].restore(state)
 
     def shutdown(self) -> None:

@@ -194,9 +194,12 @@ def _start_roles(
     checkpoint: Path | None,
 ) -> Roles:
     if config.use_ray:
-        from .ray_roles import RayRoles  # ray loads only for Ray runs
+        from .ray_roles import ClusterTooSmall, RayRoles  # ray loads only for Ray runs
 
-        return RayRoles(config, splits, redis_url, channel, checkpoint)
+        try:
+            return RayRoles(config, splits, redis_url, channel, checkpoint)
+        except ClusterTooSmall as exc:
+            raise RunError(str(exc)) from None
     from learner.learner import Learner
 
     learner = Learner(**learner_arguments(config, splits, redis_url, channel, checkpoint))

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from actors.config import PolicyConfig, SamplerConfig
+from actors.config import PolicyConfig, SamplerConfig, SyncConfig
 from executor.config import ExecutorConfig
 from executor.service_config import WorkerSettings
 from learner.config import CriticTrainingConfig, LearnerConfig, OptimizerConfig, PhasesConfig, SFTConfig
@@ -98,13 +98,18 @@ class TrainConfig(BaseModel):
     """the warm start's batches and optimizer (its length is phases.sft_steps)"""
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    """how the learner's weights reach the samplers"""
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint_every: int = Field(default=10, ge=1)
+    """critic and RL steps between checkpoints"""
+    sft_checkpoint_every: int = Field(default=500, ge=1)
+    """warm-start steps between checkpoints (a killed warm start resumes from the last one);
+    warm-start steps are much shorter than RL steps"""
     checkpoints_kept: int = Field(default=2, ge=1)
     """rolling checkpoints kept (step-N); the end of each phase is kept besides, as
     checkpoints/after-sft, after-critic and after-rl"""
-    """RL (and critic) steps between checkpoints"""
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
@@ -120,6 +125,13 @@ class TrainConfig(BaseModel):
                 "set phases.critic_steps=0 (or choose critic.mode 'online' or 'frozen')"
             )
         self._check_progress()
+        self._check_data_parallel()
+        if self.sync.method == "collective" and not self.use_ray:
+            raise ValueError(
+                "sync.method='collective' needs use_ray = true (the samplers and the learner are Ray "
+                "actors in a process group); the in-process run hands weights over directly: set "
+                "sync.method='object_store'"
+            )
         if self.learner.batch_size < self.sampler.sampling.n:
             raise ValueError(
                 f"learner.batch_size ({self.learner.batch_size}) is below sampler.sampling.n "
@@ -152,6 +164,26 @@ class TrainConfig(BaseModel):
                 f"learner.micro_batch_tokens ({learner.micro_batch_tokens}) cannot hold one sequence of "
                 f"{longest} tokens (policy.max_prompt_tokens + the longest response): raise it to "
                 f"{longest} or more, or 0 for no micro-batches"
+            )
+
+    def _check_data_parallel(self) -> None:
+        learner = self.learner
+        if learner.world_size == 1:
+            return
+        if not self.use_ray:
+            raise ValueError(
+                f"learner.world_size = {learner.world_size} needs use_ray = true (each rank is a Ray "
+                "actor); set learner.world_size = 1 to train in this process"
+            )
+        if learner.world_size > learner.batch_size:
+            raise ValueError(
+                f"learner.world_size ({learner.world_size}) exceeds learner.batch_size "
+                f"({learner.batch_size}): some ranks would get no rows; lower learner.world_size"
+            )
+        if learner.num_gpus != int(learner.num_gpus):
+            raise ValueError(
+                f"learner.num_gpus = {learner.num_gpus:g} with learner.world_size > 1: NCCL needs a "
+                "GPU of its own for every rank; set learner.num_gpus to 1 (or 0 to train on CPUs)"
             )
 
     @property

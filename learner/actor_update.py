@@ -12,10 +12,11 @@ from collections.abc import Sequence
 import torch
 
 from actors.policy import Policy
-from models.sequences import TokenBatch, response_logprobs
+from models.sequences import TokenBatch, response_logprobs, take_rows
 
 from .batch import ScoredSample, TrainBatch
 from .config import ActorLossConfig
+from .distributed import DataParallel
 from .losses import (
     cross_entropy_loss,
     group_mean_baseline,
@@ -26,7 +27,7 @@ from .losses import (
 )
 from .micro import autocast, chunks, share
 
-__all__ = ["actor_step", "baselines_for", "behaviour_logprobs", "rl_loss"]
+__all__ = ["actor_step", "baselines_for", "behaviour_logprobs", "ce_backward", "rl_loss"]
 
 
 def baselines_for(scored: Sequence[ScoredSample], config: ActorLossConfig) -> torch.Tensor:
@@ -73,30 +74,41 @@ def actor_step(
     max_grad_norm: float,
     micro_batch_tokens: int = 0,
     precision: str = "fp32",
+    dp: DataParallel | None = None,
 ) -> dict[str, float]:
     """L = rl_weight * L_rl + ce_weight * L_ce; one optimizer step; the policy version advances.
 
-    ``token_values``: the critic's q_hat for ``batch.sampled_tokens``, shape (b, t), or None to
-    weight every token by 1 (no critic). ``ground_truth``: the cross-entropy batch, or None.
-    Gradients accumulate over micro-batches of at most ``micro_batch_tokens`` padded tokens (0: one
-    pass), each loss scaled by its share (learner/micro.py): the same update as one pass.
+    ``token_values``: the critic's q_hat for this rank's rows of ``batch.sampled_tokens``
+    (``dp.rows``), shape (b, t), or None to weight every token by 1 (no critic). ``ground_truth``:
+    the whole cross-entropy batch, or None. Gradients accumulate over micro-batches of at most
+    ``micro_batch_tokens`` padded tokens (0: one pass), each loss scaled by its share of the whole
+    batch (learner/micro.py), and, with data parallelism, over the ranks' shares of the rows
+    (learner/distributed.py): the same update as one pass in one process.
     """
+    dp = dp or DataParallel.single()
     policy.model.train()
     optimizer.zero_grad(set_to_none=True)
     stats: dict[str, float] = {}
-    total = 0.0
-    if batch.sampled and config.rl_weight > 0:
-        rl, advantage = _rl_backward(policy, batch, token_values, config, micro_batch_tokens, precision)
-        total += config.rl_weight * rl
-        stats |= {"loss/rl": rl, "rl/mean_advantage": advantage}
-    if ground_truth is not None and config.ce_weight > 0:
-        ce = _ce_backward(policy, ground_truth, config.ce_weight, micro_batch_tokens, precision)
-        total += config.ce_weight * ce
+    rl = ce = 0.0
+    use_rl = bool(batch.sampled) and config.rl_weight > 0
+    use_ce = ground_truth is not None and config.ce_weight > 0
+    if use_rl:
+        rl, advantage = _rl_backward(policy, batch, token_values, config, micro_batch_tokens, precision, dp)
+        stats["rl/mean_advantage"] = advantage
+    if use_ce:
+        assert ground_truth is not None
+        ce = ce_backward(policy, ground_truth, config.ce_weight, micro_batch_tokens, precision, dp)
+    dp.sum_gradients(policy.model.parameters())
+    rl, ce = dp.sum_floats([rl, ce])
+    if use_rl:
+        stats["loss/rl"] = rl
+    if use_ce:
         stats["loss/ce"] = ce
     stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(policy.model.parameters(), max_grad_norm))
     optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # the gradients' memory is free for the critic's step
     policy.version += 1
-    stats["loss/total"] = total
+    stats["loss/total"] = config.rl_weight * rl + config.ce_weight * ce
     return stats
 
 
@@ -107,15 +119,21 @@ def _rl_backward(
     config: ActorLossConfig,
     micro_batch_tokens: int,
     precision: str,
+    dp: DataParallel,
 ) -> tuple[float, float]:
-    """Accumulate rl_weight * L_rl's gradient; returns L_rl and the mean advantage r - b."""
+    """Accumulate rl_weight * L_rl's gradient over this rank's rows; returns their part of L_rl
+    and the whole batch's mean advantage r - b."""
     tokens = batch.sampled_tokens(policy.pad_id, policy.device)
     rewards = batch.rewards().to(policy.device)
     baselines = baselines_for(batch.sampled, config).to(policy.device)
+    mean_advantage = float((rewards - baselines).mean())
+    rows = dp.rows(len(batch.sampled))
+    mine = take_rows(tokens, rows)
+    rewards, baselines = rewards[rows], baselines[rows]
+    behaviour = behaviour_logprobs(batch.sampled[rows], mine)
     values = token_values.to(policy.device) if token_values is not None else None
-    behaviour = behaviour_logprobs(batch.sampled, tokens)
     loss = 0.0
-    for selected, micro in chunks(tokens, micro_batch_tokens):
+    for selected, micro in chunks(mine, micro_batch_tokens):
         width = micro.response_ids.shape[1]
         with autocast(policy.device, precision):
             logprobs = response_logprobs(policy.model, micro).float()
@@ -127,15 +145,23 @@ def _rl_backward(
         part = part * share(micro.response_mask, tokens.response_mask, config.normalization)
         (config.rl_weight * part).backward()
         loss += float(part.detach())
-    return loss, float((rewards - baselines).mean())
+    return loss, mean_advantage
 
 
-def _ce_backward(
-    policy: Policy, ground_truth: TokenBatch, weight: float, micro_batch_tokens: int, precision: str
+def ce_backward(
+    policy: Policy,
+    ground_truth: TokenBatch,
+    weight: float,
+    micro_batch_tokens: int,
+    precision: str,
+    dp: DataParallel | None = None,
 ) -> float:
-    """Accumulate weight * L_ce's gradient; returns L_ce (a token mean over the whole batch)."""
+    """Accumulate weight * L_ce's gradient (L_ce: the token-mean cross-entropy of the whole
+    ``ground_truth`` batch) over this rank's rows; returns their part of L_ce."""
+    dp = dp or DataParallel.single()
+    mine = take_rows(ground_truth, dp.rows(ground_truth.prompt_ids.shape[0]))
     loss = 0.0
-    for _, micro in chunks(ground_truth, micro_batch_tokens):
+    for _, micro in chunks(mine, micro_batch_tokens):
         with autocast(policy.device, precision):
             logprobs = response_logprobs(policy.model, micro).float()
         part = cross_entropy_loss(logprobs, micro.response_mask)

@@ -8,13 +8,15 @@ Layout of ``run_dir/checkpoints/step-{N:06d}/``::
   rng.pt             torch and Python RNG states
   state.json         phase, step counters, sampler data cursors, counters
 
-A checkpoint is written to a temporary directory and renamed into place, then ``LATEST`` is
-replaced atomically, so a kill at any moment leaves the previous checkpoint usable.
+A checkpoint is written to a temporary directory, fsynced and renamed into place, then ``LATEST``
+is replaced atomically; a checkpoint of the same name is removed only after its replacement is in
+place, so a kill at any moment leaves a complete checkpoint to resume from.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -25,6 +27,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["RunState", "keep_milestone", "latest_checkpoint", "load_rng", "save_rng", "write_checkpoint_dir"]
+
+log = logging.getLogger(__name__)
 
 LATEST = "LATEST"
 ROLLING = "step-"
@@ -52,32 +56,106 @@ def checkpoints_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
+COMPLETE = "state.json"
+"""written last into a checkpoint: a directory holding it is complete"""
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    pointer = checkpoints_dir(run_dir) / LATEST
+    """The checkpoint ``LATEST`` names or, when that one is missing or incomplete (a crash while
+    it was being replaced), the newest complete one, with a warning; None when there is none."""
+    root = checkpoints_dir(run_dir)
+    pointer = root / LATEST
     if not pointer.is_file():
         return None
-    path = checkpoints_dir(run_dir) / pointer.read_text().strip()
-    return path if path.is_dir() else None
+    named = root / pointer.read_text().strip()
+    if (named / COMPLETE).is_file():
+        return named
+    found = _newest_complete(root)
+    log.warning(
+        "checkpoint %s named by %s is missing or incomplete; using the newest complete one: %s",
+        named.name,
+        LATEST,
+        found.name if found is not None else "none (the run starts over)",
+    )
+    return found
+
+
+def _newest_complete(root: Path) -> Path | None:
+    """The complete checkpoint of the highest step: rolling ones, milestones, and one set aside
+    while its replacement was being renamed in (``.step-N.old``, renamed back)."""
+    best: tuple[float, str, Path] | None = None
+    for path in root.iterdir():
+        if not path.is_dir() or not (path / COMPLETE).is_file() or path.name.endswith(".tmp"):
+            continue
+        step = json.loads((path / COMPLETE).read_text()).get("counters", {}).get("global_step", 0)
+        if best is None or (step, path.name) > best[:2]:
+            best = (step, path.name, path)
+    if best is None:
+        return None
+    path = best[2]
+    if path.name.startswith(".") and path.name.endswith(OLD):
+        restored = root / path.name[1 : -len(OLD)]
+        if not restored.exists():
+            path.rename(restored)
+            return restored
+    return path
 
 
 def write_checkpoint_dir(run_dir: Path, name: str, fill: Any, keep: int = 2) -> Path:
-    """Create ``checkpoints/name`` via ``fill(tmp_dir)``, point LATEST at it, keep the newest ``keep``."""
+    """Create ``checkpoints/name`` via ``fill(tmp_dir)``, point LATEST at it, keep the newest ``keep``
+    rolling ones.
+
+    Durable and never without a complete checkpoint: the new one is written and fsynced under a
+    temporary name; a complete checkpoint of the same name is set aside, the new one renamed in,
+    LATEST replaced atomically, and only then the old one removed (``latest_checkpoint`` finds the
+    newest complete one if a crash falls between these steps). Not guaranteed: a disk that loses
+    fsynced data.
+    """
     root = checkpoints_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    fill(tmp)
-    final = root / name
-    shutil.rmtree(final, ignore_errors=True)
+    try:
+        fill(tmp)
+        _fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk: leave no half-written folder behind
+        raise
+    final, old = root / name, root / f".{name}{OLD}"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
     tmp.rename(final)
     pointer_tmp = root / f".{LATEST}.tmp"
     pointer_tmp.write_text(name + "\n")
+    _fsync_file(pointer_tmp)
     os.replace(pointer_tmp, root / LATEST)
+    _fsync_file(root)
+    shutil.rmtree(old, ignore_errors=True)
     steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(ROLLING))
-    for old in steps[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    for stale in steps[:-keep]:
+        shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+OLD = ".old"
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Every file and directory under ``directory`` reaches the disk."""
+    for folder, _, files in os.walk(directory):
+        for file in files:
+            _fsync_file(Path(folder) / file)
+        _fsync_file(Path(folder))
 
 
 def keep_milestone(checkpoint: Path, name: str) -> Path:

@@ -110,7 +110,12 @@ class LearnerConfig(BaseModel):
     activation_checkpointing: bool = False
     """recompute activations in the backward pass instead of keeping them (less memory, ~30% more
     compute)"""
+    world_size: int = Field(default=1, ge=1)
+    """learner ranks (Ray actors, ``num_gpus`` each) training data-parallel: each takes its share of
+    every batch, gradients are summed across them (NCCL on GPUs, gloo on CPU); rank 0 reads the
+    data, writes checkpoints and sends the weights. Above 1 needs use_ray"""
     num_gpus: float = Field(default=0.0, ge=0)
+    """GPUs of each learner rank"""
     device: str = "auto"
     wait_s: float = Field(default=300.0, gt=0)
     """an update waits at most this long for a full batch before the run fails"""

@@ -19,14 +19,17 @@ from models.sequences import TokenBatch, take_rows
 
 from .config import Normalization
 
-__all__ = ["autocast", "chunks", "micro_slices", "share"]
+__all__ = ["autocast", "chunks", "micro_slices", "micro_slices_of", "share"]
 
 
 def micro_slices(batch: TokenBatch, max_tokens: int) -> list[slice]:
     """Consecutive row ranges whose padded size, rows x (longest prompt + longest response in
-    the range), stays within ``max_tokens``; a row longer than the budget goes alone. 0: one range."""
+    the range), stays within ``max_tokens``; a row longer than the budget goes alone. 0: one range;
+    no rows: none."""
     total = batch.prompt_ids.shape[0]
-    if max_tokens <= 0 or total == 0:
+    if total == 0:
+        return []
+    if max_tokens <= 0:
         return [slice(0, total)]
     prompt_len = batch.prompt_mask.sum(dim=1).tolist()
     response_len = batch.response_mask.sum(dim=1).tolist()
@@ -40,6 +43,13 @@ def micro_slices(batch: TokenBatch, max_tokens: int) -> list[slice]:
         widest_prompt, widest_response = prompt, response
     out.append(slice(start, total))
     return out
+
+
+def micro_slices_of(batch: TokenBatch, rows: slice, max_tokens: int) -> list[slice]:
+    """``micro_slices`` of ``batch``'s ``rows`` (a data-parallel rank's share), as row ranges of
+    the whole batch."""
+    start = rows.start or 0
+    return [slice(start + s.start, start + s.stop) for s in micro_slices(take_rows(batch, rows), max_tokens)]
 
 
 def share(micro_mask: torch.Tensor, whole_mask: torch.Tensor, normalization: Normalization) -> float:

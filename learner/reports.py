@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from coderl.wire import WireMessage
 
-__all__ = ["LearnerStatus", "SFTReport", "StepReport"]
+__all__ = ["LearnerStatus", "LearnerTotals", "SFTReport", "StepReport"]
 
 
 class LearnerStatus(WireMessage):
@@ -12,10 +14,10 @@ class LearnerStatus(WireMessage):
 
     policy_version: int
     settled_samples: int
-    """sampled programs (greedy decodes excluded) trained on or dropped since the learner started;
-    the driver's admission control counts them"""
+    """sampled programs (greedy decodes excluded) trained on or dropped over the run (a resumed
+    learner goes on from its checkpoint's count); the driver's admission control counts them"""
     executions: int
-    """results read since the learner started, greedy decodes included"""
+    """results read over the run, greedy decodes included"""
     exec_busy_s: float
     """sandbox seconds of those results (the executors' busy time)"""
     counters: dict[str, float]
@@ -44,3 +46,15 @@ class SFTReport(WireMessage):
     steps and at the last"""
     seconds: float
     status: LearnerStatus
+
+
+class LearnerTotals(BaseModel):
+    """The learner's run-wide counts, kept in checkpoints so a resumed run's counters go on from
+    them rather than from zero."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    counters: dict[str, int] = Field(default_factory=dict)
+    """the sample buffer's counters (settled, dropped, verdicts)"""
+    executions: int = 0
+    exec_busy_s: float = 0.0

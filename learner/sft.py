@@ -12,13 +12,21 @@ import torch
 
 from actors.policy import Policy
 from coderl.problem import Problem
-from models.sequences import response_logprobs
 
+from .actor_update import ce_backward
 from .config import OptimizerConfig, SFTConfig
-from .losses import cross_entropy_loss
+from .distributed import DataParallel
 from .schedules import make_scheduler
 
-__all__ = ["SFTExample", "SFTReport", "ce_step", "make_optimizer", "sft_examples", "train_sft"]
+__all__ = [
+    "DataOrder",
+    "SFTExample",
+    "SFTReport",
+    "SFTTrainer",
+    "make_optimizer",
+    "sft_examples",
+    "train_sft",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,32 +67,111 @@ def make_optimizer(
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
 
 
-def ce_step(
-    policy: Policy, optimizer: torch.optim.Optimizer, examples: Sequence[SFTExample], max_grad_norm: float
-) -> float:
-    """One optimizer step of cross-entropy on ``examples``; returns the loss before the step."""
-    policy.model.train()
-    batch = policy.batch([e.prompt_ids for e in examples], [e.program_ids for e in examples])
-    loss = cross_entropy_loss(response_logprobs(policy.model, batch), batch.response_mask)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(policy.model.parameters(), max_grad_norm)
-    optimizer.step()
-    policy.version += 1
-    return float(loss.detach())
+class DataOrder:
+    """The examples' order: reshuffled every epoch by one seeded RNG, the ragged tail of an epoch
+    dropped as CodeRL does (dataloader_drop_last). ``batch(step)`` is a pure function of the step,
+    so a resumed warm start continues the same order."""
+
+    def __init__(self, size: int, batch_size: int, seed: int) -> None:
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.per_epoch = size // batch_size if size >= batch_size else 1
+        self._epoch, self._order, self._rng = -1, list(range(size)), random.Random(seed)
+
+    def batch(self, step: int) -> list[int]:
+        """The example indices of optimizer step ``step`` (0-based)."""
+        epoch, index = divmod(step, self.per_epoch)
+        if epoch < self._epoch:  # replay the shuffles from the seed
+            self._epoch, self._order, self._rng = -1, list(range(self.size)), random.Random(self.seed)
+        while self._epoch < epoch:
+            self._rng.shuffle(self._order)
+            self._epoch += 1
+        return self._order[index * self.batch_size : (index + 1) * self.batch_size]
 
 
-def _batches(examples: Sequence[SFTExample], batch_size: int, seed: int) -> Iterator[list[SFTExample]]:
-    """Endless batches, reshuffled every epoch with a seeded RNG."""
-    rng = random.Random(seed)
-    order = list(range(len(examples)))
-    while True:
-        rng.shuffle(order)
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            if len(chunk) < batch_size and len(order) >= batch_size:
-                break  # drop the ragged tail, as CodeRL does (dataloader_drop_last)
-            yield [examples[i] for i in chunk]
+class SFTTrainer:
+    """The warm start's optimizer, learning-rate schedule and data order, kept across calls so
+    that a run can checkpoint inside the phase and resume it (``state_dict``).
+
+    Micro-batches, precision and data parallelism as the RL update's (learner/actor_update.py):
+    each step's loss is the token-mean cross-entropy of the whole batch.
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        examples: Sequence[SFTExample],
+        config: SFTConfig,
+        total_steps: int,
+        micro_batch_tokens: int = 0,
+        precision: str = "fp32",
+        dp: DataParallel | None = None,
+    ) -> None:
+        if not examples:
+            raise ValueError("no ground-truth programs to train on: the problems have no solutions")
+        self.policy, self.examples, self.config = policy, list(examples), config
+        self.micro_batch_tokens, self.precision = micro_batch_tokens, precision
+        self.dp = dp or DataParallel.single()
+        self.total_steps = total_steps
+        self.optimizer = make_optimizer(policy.model.parameters(), config.optimizer)
+        opt = config.optimizer
+        self.scheduler = make_scheduler(self.optimizer, total_steps, opt.warmup_steps, opt.schedule)
+        self.order = DataOrder(len(self.examples), config.batch_size, config.seed)
+        self.steps_done = 0
+
+    def step(self) -> tuple[float, int]:
+        """One optimizer step on the next batch; (its loss, its examples)."""
+        chosen = [self.examples[i] for i in self.order.batch(self.steps_done)]
+        batch = self.policy.batch([e.prompt_ids for e in chosen], [e.program_ids for e in chosen])
+        self.policy.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = ce_backward(self.policy, batch, 1.0, self.micro_batch_tokens, self.precision, self.dp)
+        self.dp.sum_gradients(self.policy.model.parameters())
+        (loss,) = self.dp.sum_floats([loss])
+        torch.nn.utils.clip_grad_norm_(self.policy.model.parameters(), self.config.optimizer.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.policy.version += 1
+        self.steps_done += 1
+        return loss, len(chosen)
+
+    def train(self, steps: int, on_step: Callable[[int, float], None] | None = None) -> SFTReport:
+        """``steps`` more steps; ``on_step(step, loss)`` after each (``step`` counts from 1 over
+        the whole phase)."""
+        report = SFTReport(programs=len(self.examples))
+        started = time.monotonic()
+        every = self.config.log_every
+        for _ in range(steps):
+            loss, count = self.step()
+            report.losses.append(loss)
+            report.examples += count
+            if on_step is not None:
+                on_step(self.steps_done, loss)
+            if self.steps_done % every == 0 or self.steps_done == self.total_steps:
+                mean = sum(report.losses[-every:]) / len(report.losses[-every:])
+                log.info("sft step %d/%d: loss %.4f", self.steps_done, self.total_steps, mean)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "steps_done": self.steps_done,
+            "total_steps": self.total_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        if state["total_steps"] != self.total_steps:
+            log.warning(
+                "the warm start was checkpointed for %s steps and resumes for %d: the learning-rate "
+                "schedule follows the new length",
+                state["total_steps"],
+                self.total_steps,
+            )
+        self.optimizer.load_state_dict(state["optimizer"])  # type: ignore[arg-type]
+        self.scheduler.load_state_dict(state["scheduler"])  # type: ignore[arg-type]
+        self.steps_done = int(state["steps_done"])  # type: ignore[call-overload]
 
 
 def train_sft(
@@ -99,21 +186,4 @@ def train_sft(
     if not examples:
         raise ValueError("no ground-truth programs to train on: the problems have no solutions")
     log.info("SFT on %d programs of %d problems for %d steps", len(examples), len(problems), steps)
-    optimizer = make_optimizer(policy.model.parameters(), config.optimizer)
-    scheduler = make_scheduler(optimizer, steps, config.optimizer.warmup_steps, config.optimizer.schedule)
-    report = SFTReport(programs=len(examples))
-    started = time.monotonic()
-    batches = _batches(examples, config.batch_size, config.seed)
-    for step in range(1, steps + 1):
-        batch = next(batches)
-        loss = ce_step(policy, optimizer, batch, config.optimizer.max_grad_norm)
-        scheduler.step()
-        report.losses.append(loss)
-        report.examples += len(batch)
-        if on_step is not None:
-            on_step(step, loss)
-        if step % config.log_every == 0 or step == steps:
-            recent = report.losses[-config.log_every :]
-            log.info("sft step %d/%d: loss %.4f", step, steps, sum(recent) / len(recent))
-    report.seconds = time.monotonic() - started
-    return report
+    return SFTTrainer(policy, examples, config, steps).train(steps, on_step)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from transformers.utils import logging as hf_logging
 from .names import looks_like_hub_name, preset_hint
 from .tokenizer import suite_tokenizer
 
-__all__ = ["PRESETS", "LoadedModel", "Preset", "load_model", "resolve_device"]
+__all__ = ["PRESETS", "LoadedModel", "Preset", "load_model", "peak_memory_bytes", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,11 @@ PRESETS: dict[str, Preset] = {
     # for benchmarks: the byte tokenizer only produces ids below 384.
     "t5-small-random": Preset(
         lambda _: _t5(d_model=512, d_ff=2048, layers=6, heads=8, vocab=32100), _byte_tokenizer
+    ),
+    # T5-base's shape, CodeT5-base's (the CodeRL critic's backbone), random weights: about 223M
+    # parameters; for benchmarks of the real configuration's critic (bench/memory).
+    "t5-base-random": Preset(
+        lambda _: _t5(d_model=768, d_ff=3072, layers=12, heads=12, vocab=32100), _byte_tokenizer
     ),
     # T5-large's shape, the size class of CodeT5-large (770M), random weights: about 737M
     # parameters; for GPU benchmarks of the real configuration's model size.
@@ -211,3 +217,10 @@ def _load_pretrained(name: str, cached_only: bool) -> LoadedModel:
     model = model_cls.from_pretrained(name, local_files_only=cached_only)
     tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=cached_only)
     return LoadedModel(model, tokenizer, is_encoder_decoder, name)
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """The process's peak so far: the CUDA allocator's on a GPU, else the peak resident set size."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB

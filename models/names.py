@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = ["PRESET_NAMES", "UnknownModelError", "check_model_name", "looks_like_hub_name", "preset_hint"]
 
-PRESET_NAMES = ("tiny", "tiny-causal", "tiny-byte", "t5-small-random", "t5-large-random")
+PRESET_NAMES = ("tiny", "tiny-causal", "tiny-byte", "t5-small-random", "t5-base-random", "t5-large-random")
 """the keys of models.loading.PRESETS (a test keeps them equal)"""
 
 

@@ -23,7 +23,7 @@ in one run:
    warm-up call of each kind (a few tokens) runs first.
 
 2. **Training step time**: a forward pass with ``models.sequences.response_logprobs``, the loss,
-   backward, gradient clipping (as ``learner.sft.ce_step`` does) and an AdamW step
+   backward, gradient clipping (as the learner's SFT step does) and an AdamW step
    (``learner.sft.make_optimizer``), model in train mode, on a batch of ``--train-batch`` (default 8)
    rows of ``--prompt-tokens`` prompt and ``--response-tokens`` (default 128) response tokens
    (random ids, no padding). Two losses: cross-entropy (``learner.losses.cross_entropy_loss``) and

@@ -3,7 +3,7 @@ against model size, in one run.
 
     python -m bench.pipeline                        # about 6 minutes on 2 CPUs (Docker, Ray, Redis)
     python -m bench.pipeline --rl-steps 40 --json runs/bench/pipeline.json
-    python -m bench.pipeline --skip-modes           # only the broadcast table
+    python -m bench.pipeline --skip-modes           # only the broadcast table (about 2 minutes)
 
 1. **Sync vs. decoupled.** One warm start (``--sft-steps`` of SFT on the built-in suite, the
    embedded tiny model), then, from that checkpoint, the same RL phase (``--rl-steps`` updates, no
@@ -22,9 +22,13 @@ against model size, in one run.
 
 2. **Weight broadcast vs. model size.** For T5 shapes from the tiny preset to T5-base (about 220M
    parameters), a source actor holding the model and ``--receivers`` receiver actors each holding a
-   ``Policy``: the time from asking the source for a CPU copy of its weights (``Learner.weights``'s
-   code path) to every receiver having applied them (``Policy.load_weights``), through the Ray object
-   store, as ``RayRoles.broadcast`` does. Median of ``--repeats``; also MB/s of fp32 weights.
+   ``Policy``: the time from asking the source for its weights to every receiver having applied
+   them, three ways side by side (bench/pipeline/broadcast.py): the old state dict through the Ray
+   object store, the packed weights through it (``Learner.weights``, as ``RayRoles.broadcast``
+   sends them), and the collective gloo broadcast in ``--bucket-mb`` buckets
+   (``sync.method = "collective"``). Median of ``--repeats``; MB/s of fp32 weights and each path's
+   ratio to the old one. Target: the packed path moves T5-base at 1,000 MB/s or more to 2 receivers
+   (exit status 1 when it does not).
 
 The broadcast part needs no Docker. ``--json PATH`` also writes the numbers.
 """
@@ -37,8 +41,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.common import host_description, write_json
-from bench.pipeline.broadcast import measure_broadcast, print_broadcast
+from bench.pipeline.broadcast import BroadcastResult, measure_broadcast, print_broadcast
 from bench.pipeline.modes import ModeResult, print_modes, run_mode, warm_start
+
+PATHS = ("dict", "packed", "collective")
 
 DEFAULT_SIZES = ("tiny:64:256:2", "small:256:1024:4", "t5-small:512:2048:6", "t5-base:768:3072:12")
 """name:d_model:d_ff:layers (T5 shapes; 32,100-token vocabulary except the tiny preset's)"""
@@ -50,13 +56,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rl-steps", type=int, default=30, help="RL updates per mode")
     parser.add_argument("--sizes", nargs="+", default=list(DEFAULT_SIZES), metavar="NAME:D:FF:LAYERS")
     parser.add_argument("--receivers", type=int, default=2, help="receiving actors (samplers)")
-    parser.add_argument("--repeats", type=int, default=3, help="broadcasts per size (median)")
+    parser.add_argument("--repeats", type=int, default=3, help="broadcasts per size and path (median)")
+    parser.add_argument("--bucket-mb", type=float, default=64.0, help="collective broadcast bucket size")
+    parser.add_argument("--skip-collective", action="store_true", help="only the object-store paths")
     parser.add_argument("--skip-modes", action="store_true", help="only the broadcast table")
     parser.add_argument("--work-dir", type=Path, help="run directories (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args(argv)
     if min(args.rl_steps, args.sft_steps, args.receivers, args.repeats) < 1:
         parser.error("--sft-steps, --rl-steps, --receivers and --repeats must be >= 1")
+    if args.bucket_mb <= 0:
+        parser.error("--bucket-mb must be above 0")
     return args
 
 
@@ -77,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
             print_modes(modes)
         if not ray.is_initialized():
             ray.init(log_to_driver=False)
-        broadcasts = [measure_broadcast(spec, args.receivers, args.repeats) for spec in args.sizes]
-        print_broadcast(broadcasts, args.receivers)
+        broadcasts = [
+            measure_broadcast(spec, args.receivers, args.repeats, args.bucket_mb, not args.skip_collective)
+            for spec in args.sizes
+        ]
+        met = print_broadcast(broadcasts, args.receivers, args.repeats)
     ray.shutdown()
     if args.json:
         write_json(
@@ -86,7 +99,12 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "host": host_description(),
                 "modes": [asdict(m) for m in modes],
-                "broadcast": [asdict(b) | {"mb_per_s": b.mb_per_s} for b in broadcasts],
+                "broadcast": [_broadcast_json(b) for b in broadcasts],
             },
         )
-    return 0
+    return 1 if met is False else 0
+
+
+def _broadcast_json(result: BroadcastResult) -> dict[str, object]:
+    rates = {f"{path}_mb_per_s": result.mb_per_s(getattr(result, f"{path}_s")) for path in PATHS}
+    return asdict(result) | rates

@@ -206,7 +206,7 @@ def test_micro_slices_keep_within_the_token_budget(policy: Policy, add_problems:
 
 def test_bf16_autocast_and_activation_checkpointing_keep_fp32_weights(add_problems: list[Problem]) -> None:
     policy = Policy.load(PolicyConfig(model="tiny", device="cpu"))
-    policy.model.gradient_checkpointing_enable()
+    policy.model.activation_checkpointing_enable()
     scored = _scored(policy, add_problems[:2], [1.0, -0.3, -0.6, 1.0], greedy=-0.3)
     optimizer = make_optimizer(policy.model.parameters(), OptimizerConfig(lr=1e-3))
     stats = actor_step(policy, optimizer, scored, None, None, ActorLossConfig(), 1.0, 0, precision="bf16")

@@ -135,7 +135,7 @@ def test_gpu_learner_weights_reach_a_cpu_sampler(tmp_path: Path, add_problems: l
     sampler, which then decodes exactly what the learner would; a checkpoint saved from the GPU
     loads on CPU with its version."""
     cpu, gpu = _pair("tiny")
-    report = train_sft(gpu, add_problems, SFTConfig(steps=30, batch_size=4, optimizer=FAST))
+    report = train_sft(gpu, add_problems, SFTConfig(batch_size=4, optimizer=FAST), 30)
     assert len(report.losses) == 30 and gpu.version == 30
     weights = gpu.cpu_weights()
     assert all(w.device.type == "cpu" for w in weights.values())
@@ -154,7 +154,7 @@ def test_gpu_learner_weights_reach_a_cpu_sampler(tmp_path: Path, add_problems: l
 def test_bfloat16_policy_samples_and_trains_on_the_gpu(add_problems: list[Problem]) -> None:
     policy = Policy.load(PolicyConfig(model="tiny", device="cuda", dtype="bfloat16", seed=3))
     assert next(policy.model.parameters()).dtype == torch.bfloat16
-    report = train_sft(policy, add_problems, SFTConfig(steps=40, batch_size=4, optimizer=FAST))
+    report = train_sft(policy, add_problems, SFTConfig(batch_size=4, optimizer=FAST), 40)
     assert report.losses[-1] < report.losses[0]
     samples = policy.sample(add_problems, SamplingConfig(n=2, temperature=1.0, max_new_tokens=16, seed=0))
     assert len(samples) == 8 and all(len(s.logprobs) == len(s.token_ids) for s in samples)

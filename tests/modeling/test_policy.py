@@ -189,3 +189,16 @@ def test_load_weights_swaps_weights_and_version(policy: Policy) -> None:
     policy.load_weights(other, version=3)
     assert policy.version == 3
     assert all(torch.equal(policy.model.state_dict()[k], other[k]) for k in other)
+
+
+def test_packed_weights_swap_weights_and_carry_the_version(policy: Policy) -> None:
+    model = load_model(policy.config.model, device="cpu", seed=99).model
+    other = Policy(model, policy.tokenizer, policy.config, version=5)
+    packed = other.packed_weights()
+    assert packed.version == 5
+    policy.load_packed(packed)
+    assert policy.version == 5
+    expected = other.model.state_dict()
+    assert all(torch.equal(policy.model.state_dict()[k], expected[k]) for k in expected)
+    # Tied embeddings (T5's shared/lm_head, GPT-2's wte/lm_head) travel once.
+    assert packed.nbytes < sum(t.numel() * t.element_size() for t in expected.values())

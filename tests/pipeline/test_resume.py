@@ -88,3 +88,10 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     # Samples the killed run produced (incarnation 0) were still trained on after the resume.
     assert any("i0r" in s for record in resumed for s in record["trained"])
     assert all("i1r" in s or "i0r" in s for s in trained)
+    # Admission counted the killed run's rounds still in Redis: nothing went stale. The learner's
+    # run-wide counters went on from the checkpoint's rather than from zero.
+    counters = final["counters"]
+    assert counters.get("buffer/dropped/stale_samples", 0) == 0
+    owed = 8 - killed_at["phase_steps"]["rl"]
+    settled_at_kill = killed_at["counters"]["buffer/settled/samples"]
+    assert counters["buffer/settled/samples"] >= settled_at_kill + owed * 8  # from 0: only owed * 8

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from transformers import AutoModelForSeq2SeqLM
 
 from driver.metrics import read_metrics
 from driver.train import EVALUATIONS_FILE, RunError, train
 from learner.checkpoint import latest_checkpoint
+from learner.learner import Learner
 
 from .conftest import audit_records, small_config
 
@@ -120,3 +123,46 @@ def test_start_up_failures_leave_no_run_directory_behind(
     with pytest.raises(RunError, match="Docker engine") as failed:
         train(small_config(run_dir, "use_ray=false"))
     assert failed.value.exit_code == 3 and not run_dir.exists()
+
+
+def test_a_warm_start_killed_inside_resumes_where_it_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SFT checkpoints every sft_checkpoint_every steps with its optimizer, schedule and data
+    order: a warm start killed after its second checkpoint resumes there and ends with the
+    weights of one that was never killed."""
+    warm_only = [
+        "use_ray=false", "mode=sync", "phases.sft_steps=6", "sft_checkpoint_every=2",
+        "phases.critic_steps=0", "phases.rl_steps=0", "sft.optimizer.schedule=linear",
+        "problems.suite.held_out_size=2",
+    ]  # fmt: skip
+    whole = train(small_config(tmp_path / "whole", *warm_only))
+    assert whole.state.phase_steps == {"sft": 6}
+
+    calls = {"n": 0}
+    original = Learner.sft
+
+    def killed_on_the_third_stretch(self: Learner, steps: int, total_steps: int | None = None) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed inside the warm start")
+        return original(self, steps, total_steps)
+
+    run_dir = tmp_path / "killed"
+    monkeypatch.setattr(Learner, "sft", killed_on_the_third_stretch)
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config(run_dir, *warm_only))
+    monkeypatch.setattr(Learner, "sft", original)
+    state = json.loads((latest_checkpoint(run_dir) / "state.json").read_text())  # type: ignore[operator]
+    assert state["phase"] == "sft" and state["phase_steps"] == {"sft": 4}
+
+    resumed = train(small_config(run_dir, *warm_only), resume=True)
+    assert resumed.state.phase_steps == {"sft": 6} and resumed.state.policy_version == 6
+    sft_losses = [m["loss/sft"] for m in read_metrics(run_dir / "metrics.jsonl") if "loss/sft" in m]
+    assert sft_losses  # the resumed stretch logged its losses too
+    ours = AutoModelForSeq2SeqLM.from_pretrained(run_dir / "checkpoints" / "after-sft" / "policy")
+    theirs = AutoModelForSeq2SeqLM.from_pretrained(
+        tmp_path / "whole" / "checkpoints" / "after-sft" / "policy"
+    )
+    for (name, mine), (_, other) in zip(ours.state_dict().items(), theirs.state_dict().items(), strict=True):
+        torch.testing.assert_close(mine, other, rtol=0, atol=1e-6, msg=name)

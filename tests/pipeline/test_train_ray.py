@@ -17,6 +17,7 @@ import redis
 
 from coderl.logs import LOG_LEVEL_ENV
 from coderl.streams import StreamNames
+from driver.metrics import read_metrics
 from driver.services import RunRedis
 from driver.train import train
 from learner.checkpoint import latest_checkpoint
@@ -59,6 +60,20 @@ def test_decoupled_run_on_ray(tmp_path: Path, local_ray: None) -> None:
         assert received == sorted(received)
         assert {31, 32, 33, 34} <= set(received)
         assert received[-1] == 34
+
+
+def test_data_parallel_learner_on_ray(tmp_path: Path, local_ray: None) -> None:
+    """Two learner ranks (Ray actors, gloo): every update trained once, on both ranks in step."""
+    run_dir = tmp_path / "run"
+    result = train(small_config(run_dir, "learner.world_size=2", "phases.sft_steps=6"))
+    assert result.state.phase == "done" and result.state.policy_version == 6 + 4
+    records = audit_records(run_dir)
+    assert len(records) == 2 + 4  # rank 0 records each update once
+    trained = [s for record in records for s in record["trained"]]
+    assert len(trained) == len(set(trained))
+    rl_rows = [m for m in read_metrics(run_dir / "metrics.jsonl") if "loss/rl" in m]
+    assert len(rl_rows) == 4
+    assert all(m["learner/rank_weight_spread"] == 0.0 for m in rl_rows)  # the ranks' weights agree
 
 
 def _run_id(run_dir: Path) -> str:

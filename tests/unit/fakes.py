@@ -68,7 +68,7 @@ class FakeLearner(LearnerProxy):
     def critic_update(self) -> Pending[StepReport]:
         return Deferred(self.on_update)
 
-    def sft(self, steps: int) -> Pending[SFTReport]:
+    def sft(self, steps: int, total_steps: int | None = None) -> Pending[SFTReport]:
         return Deferred(lambda: SFTReport(steps=steps, losses=[], seconds=0.0, status=self.current))
 
     def status(self) -> LearnerStatus:

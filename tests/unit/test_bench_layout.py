@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
-SUBJECTS = ("executor", "service", "models", "pipeline", "learning")
+SUBJECTS = ("executor", "service", "models", "pipeline", "learning", "memory")
 PROJECT_PACKAGES = ("coderl", "problems", "models", "executor", "actors", "critic", "learner", "driver")
 
 

@@ -80,3 +80,22 @@ def test_idle_fractions_include_the_executors_when_their_slots_are_known() -> No
     assert rates["idle/learner"] == pytest.approx(0.75, abs=0.01)
     assert rates["idle/executor"] == pytest.approx(0.75, abs=0.01)  # 10 busy of 40 slot-seconds
     assert "idle/executor" not in clock.rates(num_samplers=1)
+
+
+def test_work_already_out_at_a_phase_start_counts_against_admission() -> None:
+    """A resumed run finds the killed run's rounds still in Redis: admitting a full cap on top of
+    them is what dropped hundreds of samples as stale on every resume."""
+    config = TrainConfig(
+        learner=LearnerConfig(batch_size=BATCH, max_policy_lag=2), phases=PhasesConfig(rl_steps=20)
+    )
+    admission = Admission.of(config)
+    assert admission.greedy and admission.samples_per_group == 4
+    assert admission.programs_in(50) == 40  # 10 groups of 4 sampled programs and a greedy decode
+    assert Admission.of(TrainConfig(learner=LearnerConfig(loss={"baseline": "none"}))).programs_in(50) == 50
+
+    roles = FastSamplerRoles(config, settled_before=0)
+    out = 2 * BATCH  # a full cap of work already out: no round may start before an update
+    roles.produced = out  # the fake learner consumes it like any other round's
+    run_updates(roles, rl_update, 20, admission, lambda *_: None, True, already_out=out)
+    cap = 2 * BATCH
+    assert roles.max_outstanding <= cap + roles.per_round  # ignoring it: cap + out + a round

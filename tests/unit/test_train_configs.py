@@ -51,3 +51,36 @@ def test_a_micro_batch_that_cannot_hold_one_sequence_is_refused() -> None:
     assert (
         load_config(TrainConfig, None, ["learner.micro_batch_tokens=560"]).learner.micro_batch_tokens == 560
     )
+
+
+def test_collective_weight_sync_needs_ray() -> None:
+    refused = r"sync\.method='collective' needs use_ray = true.*set sync\.method='object_store'"
+    with pytest.raises(ConfigError, match=refused):
+        load_config(TrainConfig, None, ["sync.method=collective", "use_ray=false"])
+    config = load_config(TrainConfig, None, ["sync.method=collective", "sync.bucket_mb=16"])
+    assert config.sync.method == "collective" and config.sync.bucket_mb == 16
+    assert TrainConfig().sync.method == "object_store"  # the default path
+
+
+def test_data_parallel_learners_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"world_size = 2 needs use_ray = true"):
+        load_config(TrainConfig, None, ["learner.world_size=2", "use_ray=false"])
+    with pytest.raises(ConfigError, match=r"world_size \(40\) exceeds learner.batch_size \(32\)"):
+        load_config(TrainConfig, None, ["learner.world_size=40"])
+    with pytest.raises(ConfigError, match=r"NCCL needs a GPU of its own for every rank"):
+        load_config(TrainConfig, None, ["learner.world_size=2", "learner.num_gpus=0.5"])
+    config = load_config(TrainConfig, None, ["learner.world_size=4", "learner.num_gpus=1"])
+    assert config.learner.world_size == 4
+
+
+def test_a_run_asking_for_more_gpus_than_the_cluster_has_is_refused() -> None:
+    from driver.ray_roles import ClusterTooSmall, check_gpus
+
+    config = load_config(
+        TrainConfig,
+        None,
+        ["learner.world_size=4", "learner.num_gpus=1", "sampler.num_samplers=2", "sampler.num_gpus=1"],
+    )
+    check_gpus(config, available=6.0)
+    with pytest.raises(ClusterTooSmall, match=r"asks for 6 GPUs .* the Ray cluster has 4"):
+        check_gpus(config, available=4.0)
