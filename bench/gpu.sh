@@ -15,15 +15,7 @@ out=${1:-runs/bench/gpu-accept}
 policy=${POLICY:-t5-large-random}
 critic=${CRITIC:-t5-base-random}
 mkdir -p "$out"
-failed=0
-step() {
-    local name=$1
-    shift
-    echo "== $name: $*"
-    "$@" 2>&1 | tee "$out/$name.log"
-    local rc=${PIPESTATUS[0]}
-    [ "$rc" = 0 ] || { echo "== $name failed (exit $rc)"; failed=1; }
-}
+source bench/steps.sh
 export PYTHONUNBUFFERED=1
 if python3 -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
     step models bash bench/models/gpu.sh "$out/models"

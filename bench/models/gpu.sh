@@ -10,15 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-runs/bench/gpu}
 mkdir -p "$out"
-failed=0
-step() {
-    local name=$1
-    shift
-    echo "== $name: $*"
-    "$@" 2>&1 | tee "$out/$name.log"
-    local rc=${PIPESTATUS[0]}
-    [ "$rc" = 0 ] || { echo "== $name failed (exit $rc)"; failed=1; }
-}
+source bench/steps.sh
 export PYTHONUNBUFFERED=1
 step gpu nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 step pytest python3 -m pytest -q -p no:cacheprovider -m gpu tests/modeling
