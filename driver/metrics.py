@@ -16,11 +16,11 @@ line is skipped by :func:`read_metrics` and cut off when the run resumes). Non-f
 written as ``null`` (JSON has no NaN) and read back as NaN.
 
 Resuming: a sink opened on a run directory that already holds ``metrics.jsonl`` appends to it. A
-resumed run usually restarts at an earlier step than the last one logged (the last checkpoint), so
-the file may hold steps that the resumed run logs again. The raw file keeps both; the curves keep
-the resumed run's values (a step lower than the previous record's starts a new segment that replaces
-every earlier record at or after that step), and TensorBoard hides the stale events through
-``SummaryWriter(purge_step=...)``.
+resumed run restarts at its last checkpoint's step (``resume_step``), usually earlier than the last
+one a killed run logged: the records past it move to ``metrics.superseded.jsonl`` first, so
+``metrics.jsonl`` never repeats a step or goes back in policy version. TensorBoard hides the stale
+events through ``SummaryWriter(purge_step=...)``; the curves keep the latest records of a step
+(driver/curves.py).
 
 Ray gauges are set only while Ray is initialised in this process (the driver); a key ``loss/rl``
 becomes the gauge ``coderl_loss_rl``, which Ray's Prometheus endpoint serves as
@@ -40,10 +40,12 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
+
+from .curves import PHASE_KEY, plot_curves
 
 if TYPE_CHECKING:
     from ray.util.metrics import Gauge
@@ -52,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CURVES_DIR",
     "METRICS_FILE",
+    "PHASE_KEY",
+    "SUPERSEDED_FILE",
     "TENSORBOARD_DIR",
     "MetricsSink",
     "plot_curves",
@@ -68,7 +72,6 @@ RAY_PREFIX = "coderl_"
 _RESERVED = ("step", "time")
 _TAIL_BYTES = 1 << 20
 _INVALID_RAY_CHARS = re.compile(r"[^a-zA-Z0-9_]+")
-_INVALID_FILE_CHARS = re.compile(r"[^a-zA-Z0-9_.-]+")
 _NAMESPACES = {
     "loss": "learner loss",
     "critic": "critic quality",
@@ -121,6 +124,30 @@ def _finite_or_none(value: float | int) -> float | int | None:
     return value if math.isfinite(value) else None
 
 
+SUPERSEDED_FILE = "metrics.superseded.jsonl"
+"""records a killed run wrote past the checkpoint its resumption starts from"""
+
+
+def _supersede_after(path: Path, step: int) -> int:
+    """Move the records past ``step`` (a killed run's, after the checkpoint the run resumes from)
+    to ``metrics.superseded.jsonl`` beside it, so ``metrics.jsonl`` never repeats a step; how many."""
+    kept, later = [], []
+    for line in path.read_bytes().splitlines(keepends=True):
+        try:
+            past = json.loads(line)["step"] > step
+        except (ValueError, KeyError, TypeError):
+            past = False  # not a record: left where it is, for read_metrics to report
+        (later if past else kept).append(line)
+    if later:
+        with (path.parent / SUPERSEDED_FILE).open("ab") as out:
+            out.writelines(later)
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(b"".join(kept))
+        os.replace(partial, path)
+        log.info("metrics: %d records past step %d moved to %s", len(later), step, SUPERSEDED_FILE)
+    return len(later)
+
+
 def _repair_tail(path: Path) -> None:
     """Cut off a partial last line left by a killed run, so that appended records start cleanly."""
     with path.open("rb+") as file:
@@ -155,6 +182,7 @@ class MetricsSink:
         tensorboard: bool = True,
         ray_metrics: bool = True,
         plot_every: int | None = None,
+        resume_step: int | None = None,
     ) -> None:
         if plot_every is not None and plot_every < 1:
             raise ValueError(f"plot_every must be at least 1 or None, got {plot_every}")
@@ -179,6 +207,8 @@ class MetricsSink:
         """whether ``metrics.jsonl`` already held records: this run appends to them"""
         if self.resumed:
             _repair_tail(self.metrics_path)
+            if resume_step is not None:
+                _supersede_after(self.metrics_path, resume_step)
             log.info("metrics: appending to %s (resumed run)", self.metrics_path)
         self._file: IO[str] | None = self.metrics_path.open("a", encoding="utf-8")
 
@@ -295,7 +325,7 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     """The records of a ``metrics.jsonl``, in file order; ``null`` values are read as NaN.
 
     A last line that is not valid JSON (a run killed mid-write) is skipped; an invalid line anywhere
-    else raises ValueError. A resumed run may repeat steps: the file keeps both runs' records.
+    else raises ValueError.
     """
     lines = Path(path).read_bytes().split(b"\n")
     numbered = [(number, line) for number, line in enumerate(lines, 1) if line.strip()]
@@ -312,112 +342,3 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
             raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         records.append({key: math.nan if value is None else value for key, value in record.items()})
     return records
-
-
-def _latest_history(records: Iterable[Mapping[str, float]]) -> list[Mapping[str, float]]:
-    """The records a resumed run did not overwrite.
-
-    A step below the previous record's marks a resume: the records at or after it are dropped.
-    """
-    kept: list[Mapping[str, float]] = []
-    for record in records:
-        step = record["step"]
-        if kept and step < kept[-1]["step"]:
-            while kept and kept[-1]["step"] >= step:
-                kept.pop()
-        kept.append(record)
-    return kept
-
-
-def _series(records: Iterable[Mapping[str, float]]) -> dict[str, dict[float, float]]:
-    """key -> {step: value}; a later record at the same step wins. Keys with no finite value are dropped."""
-    series: dict[str, dict[float, float]] = {}
-    for record in records:
-        for key, value in record.items():
-            if key not in _RESERVED:
-                series.setdefault(key, {})[record["step"]] = float(value)
-    return {key: points for key, points in series.items() if any(map(math.isfinite, points.values()))}
-
-
-def _panels(keys: Iterable[str]) -> dict[str, list[str]]:
-    """Subplot title -> its keys: ``exec/verdict/*`` share one subplot, other keys get their own."""
-    panels: dict[str, list[str]] = {}
-    for key in sorted(keys):
-        panels.setdefault(key.rsplit("/", 1)[0] if key.count("/") >= 2 else key, []).append(key)
-    return panels
-
-
-PHASE_KEY = "run/phase"
-"""written where each phase starts (0 sft, 1 critic, 2 rl): drawn as boundaries on every curve"""
-PHASE_NAMES = ("sft", "critic", "rl")
-
-
-def _plot_namespace(
-    namespace: str,
-    series: Mapping[str, Mapping[float, float]],
-    path: Path,
-    phases: Mapping[float, float] | None = None,
-) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    panels = _panels(series)
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(5 * ncols, 3.4 * nrows), layout="constrained")
-    FigureCanvasAgg(fig)  # Agg, headless; no pyplot, so no global state or GUI backend is touched
-    axes = fig.subplots(nrows, ncols, squeeze=False).flatten()
-    for ax, (title, keys) in zip(axes, panels.items(), strict=False):
-        for key in keys:
-            steps = sorted(series[key])
-            marker = "o" if len(steps) <= 30 else None
-            label = key[len(title) + 1 :] or key
-            ax.plot(steps, [series[key][s] for s in steps], marker=marker, markersize=3, label=label)
-        for step, phase in sorted((phases or {}).items()):
-            ax.axvline(step, color="grey", linestyle="--", linewidth=0.8)
-            name = PHASE_NAMES[int(phase)] if 0 <= phase < len(PHASE_NAMES) else f"phase {phase:g}"
-            ax.annotate(
-                name,
-                (step, 1.0),
-                xycoords=("data", "axes fraction"),
-                fontsize="x-small",
-                ha="left",
-                va="top",
-                color="grey",
-            )
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.set_ylabel(keys[0] if len(keys) == 1 else "value")
-        ax.grid(True, alpha=0.3)
-        if len(keys) > 1:
-            ax.legend(fontsize="small")
-    for ax in axes[len(panels) :]:
-        ax.set_visible(False)
-    fig.suptitle(namespace)
-    partial = path.with_name(path.name + ".partial")
-    fig.savefig(partial, format="png", dpi=100)
-    os.replace(partial, path)  # a viewer never sees a half-written PNG
-
-
-def plot_curves(metrics_path: Path, out_dir: Path) -> list[Path]:
-    """Render ``<namespace>.png`` learning curves (value against step) into ``out_dir``.
-
-    One PNG per namespace (the part of a key before the first ``/``), one subplot per key (keys one
-    level deeper, like ``exec/verdict/*``, share a subplot). Keys with no finite value are skipped;
-    non-finite points are gaps. Returns the written paths, sorted.
-    """
-    by_namespace: dict[str, dict[str, dict[float, float]]] = {}
-    series = _series(_latest_history(read_metrics(metrics_path)))
-    phases = series.pop(PHASE_KEY, {})
-    for key, points in series.items():
-        by_namespace.setdefault(_namespace(key), {})[key] = points
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for namespace in sorted(by_namespace):
-        path = out_dir / f"{_INVALID_FILE_CHARS.sub('_', namespace)}.png"
-        _plot_namespace(namespace, by_namespace[namespace], path, phases)
-        written.append(path)
-    return written

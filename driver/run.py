@@ -76,7 +76,8 @@ class Run:
         self.config, self.roles, self.splits, self.state = config, roles, splits, state
         self.redis_url, self.channel = redis_url, channel
         self.client = redis.Redis.from_url(redis_url, socket_timeout=10)
-        self.metrics = MetricsSink(config.run_dir)
+        # A resumed run goes on from its checkpoint's step: records a killed run wrote past it move aside.
+        self.metrics = MetricsSink(config.run_dir, resume_step=self.global_step)
         self._queue_metrics = True
 
     @property

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from driver.metrics import read_metrics
 from learner.checkpoint import latest_checkpoint
 
 from .conftest import SMALL_RUN, audit_records, remove_containers_of_dead_owners
@@ -95,3 +96,9 @@ def test_killed_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     owed = 8 - killed_at["phase_steps"]["rl"]
     settled_at_kill = killed_at["counters"]["buffer/settled/samples"]
     assert counters["buffer/settled/samples"] >= settled_at_kill + owed * 8  # from 0: only owed * 8
+    # metrics.jsonl goes on from the checkpoint: no step logged twice by the killed and the resumed
+    # run, the policy version never going back; the killed run's later records are kept aside.
+    metrics = read_metrics(run_dir / "metrics.jsonl")
+    versions = [m["learner/policy_version"] for m in metrics if "learner/policy_version" in m]
+    assert versions == sorted(versions) and len(versions) == len(set(versions))
+    assert [m["step"] for m in metrics] == sorted(m["step"] for m in metrics)

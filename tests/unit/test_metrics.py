@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from driver.curves import _latest_history, _plot_namespace
 from driver.metrics import (
     CURVES_DIR,
     METRICS_FILE,
+    SUPERSEDED_FILE,
     TENSORBOARD_DIR,
     MetricsSink,
-    _latest_history,
     plot_curves,
     ray_metric_name,
     read_metrics,
@@ -235,7 +236,6 @@ def test_phase_boundaries_mark_the_curves_and_get_no_plot_of_their_own(tmp_path:
     plain = tmp_path / "plain.png"
     written = plot_curves(tmp_path / METRICS_FILE, out)
     assert written == [out / "loss.png"]  # run/phase is drawn on the curves, not as a curve
-    from driver.metrics import _plot_namespace
 
     _plot_namespace("loss", {"loss/sft": {1: 1.0, 2: 0.5}, "loss/rl": {3: 0.5}}, plain)
     assert plain.read_bytes() != (out / "loss.png").read_bytes()  # the boundaries change the picture
@@ -375,3 +375,18 @@ def test_a_failing_jsonl_file_is_disabled_and_close_still_succeeds(
     assert caplog.text.count("jsonl backend failed") == 1
     assert real_file is not None
     real_file.close()
+
+
+def test_a_resumed_run_moves_the_killed_runs_later_records_aside(tmp_path: Path) -> None:
+    """The checkpoint was at step 3, the killed run logged up to 5: metrics.jsonl never repeats a
+    step nor goes back in policy version; the later records are kept in metrics.superseded.jsonl."""
+    with sink(tmp_path) as first:
+        for step in range(1, 6):
+            first.write(step, {"learner/policy_version": step})
+    with MetricsSink(tmp_path, tensorboard=False, ray_metrics=False, resume_step=3) as resumed:
+        resumed.write(4, {"learner/policy_version": 4})
+    assert [r["step"] for r in read_metrics(tmp_path / METRICS_FILE)] == [1, 2, 3, 4]
+    assert [r["step"] for r in read_metrics(tmp_path / SUPERSEDED_FILE)] == [4, 5]
+    with MetricsSink(tmp_path, tensorboard=False, ray_metrics=False, resume_step=4):
+        pass  # nothing past the checkpoint: nothing moves
+    assert [r["step"] for r in read_metrics(tmp_path / SUPERSEDED_FILE)] == [4, 5]
