@@ -5,6 +5,7 @@ caller and the next one rebuilds the group with the restarted sampler."""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -79,6 +80,26 @@ class SamplerStandIn:
         return self.version, float(self.model[1].bias[0].detach())
 
 
+def _pid(actor: Any) -> int:
+    import ray
+
+    return int(ray.get(actor.__ray_call__.remote(lambda _: os.getpid())))
+
+
+def _wait_until_restarted(actor: Any, old_pid: int, timeout_s: float = 60) -> None:
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if _pid(actor) != old_pid:
+                return
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.ActorDiedError):
+            pass  # going away or coming back
+        assert time.monotonic() < deadline, "the sampler was not restarted"
+        time.sleep(0.2)
+
+
 def _wait_until_back(actor: Any, timeout_s: float = 60) -> None:
     import ray
 
@@ -115,7 +136,9 @@ def test_the_group_delivers_and_is_rebuilt_after_a_sampler_restarts(ray_cluster:
     assert sync.broadcast() and sync.joined
     assert ray.get([s.apply.remote() for s in samplers]) == [(1, 1.0), (1, 1.0)]
 
+    before = _pid(samplers[1])
     ray.kill(samplers[1], no_restart=False)  # Ray restarts it, outside the group
+    _wait_until_restarted(samplers[1], before)  # ray.kill returns before the actor is gone
     assert not sync.broadcast() and not sync.joined  # the caller sends this one another way
     _wait_until_back(samplers[1])  # as RayRoles.recover_sampler does
     assert sync.broadcast() and sync.joined  # rebuilt, the restarted sampler included
