@@ -27,7 +27,7 @@ from models.weight_group import Backend
 
 from .train_config import TrainConfig
 
-__all__ = ["SYNC_GROUP", "CollectiveBroadcast", "backend_of"]
+__all__ = ["SYNC_GROUP", "CollectiveBroadcast", "backend_of", "node_ip"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class CollectiveBroadcast:
             self._sync_call(sampler, "leave_sync_group")
 
     def _build(self) -> None:
-        host = ray.get(self.learner.__ray_call__.remote(_node_ip), timeout=self.config.timeout_s)
+        host = ray.get(self.learner.__ray_call__.remote(node_ip), timeout=self.config.timeout_s)
         world_size = 1 + len(self.samplers)
         address = ray.get(
             self.learner.open_sync_group.remote(host, world_size, self.backend, self.config),
@@ -96,6 +96,6 @@ class CollectiveBroadcast:
         return getattr(sampler, method).options(concurrency_group=SYNC_GROUP).remote(*args)
 
 
-def _node_ip(_actor: object) -> str:
-    """Run inside the learner's actor (``__ray_call__``): its node's address."""
+def node_ip(_actor: object) -> str:
+    """Run inside an actor (``actor.__ray_call__.remote(node_ip)``): its node's address."""
     return str(ray.util.get_node_ip_address())

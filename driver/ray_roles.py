@@ -33,7 +33,7 @@ from executor.worker import ExecutorWorker
 from learner.learner import Learner
 from learner.reports import LearnerStatus, SFTReport, StepReport
 
-from .collective import SYNC_GROUP, CollectiveBroadcast, backend_of
+from .collective import SYNC_GROUP, CollectiveBroadcast, backend_of, node_ip
 from .roles import LearnerProxy, Pending, Roles, executor_worker_config, learner_arguments, make_samplers
 from .services import free_port
 from .splits import ProblemSplits
@@ -84,15 +84,6 @@ class RayPending(Pending[T]):
 
     def result(self) -> T:
         return ray.get(self.ref)  # type: ignore[no-any-return]
-
-
-class LearnerActor(Learner):
-    """A learner rank as a Ray actor: rank 0 also names the address the ranks meet at."""
-
-    def rendezvous_address(self) -> str:
-        """``host:port`` on this node for torch.distributed's rendezvous (a free port now; another
-        process could take it before the group binds it, a small window at start-up only)."""
-        return f"{ray.util.get_node_ip_address()}:{free_port()}"
 
 
 class ClusterTooSmall(ValueError):
@@ -302,7 +293,7 @@ class _RanksPending(RayPending[T]):
 def _start_learner(config: TrainConfig, arguments: dict[str, Any]) -> list[Any]:
     """The learner's ranks (``learner.world_size``), joined into one torch.distributed group."""
     world_size = config.learner.world_size
-    learner_cls = ray.remote(num_cpus=0, num_gpus=config.learner.num_gpus)(LearnerActor)
+    learner_cls = ray.remote(num_cpus=0, num_gpus=config.learner.num_gpus)(Learner)
     channel: TrainStreams = arguments["channel"]
     ranks = [
         learner_cls.options(name=actor_name(channel, "learner" if rank == 0 else f"learner-{rank}")).remote(
@@ -311,10 +302,17 @@ def _start_learner(config: TrainConfig, arguments: dict[str, Any]) -> list[Any]:
         for rank in range(world_size)
     ]
     if world_size > 1:
-        address = ray.get(ranks[0].rendezvous_address.remote())
+        address = ray.get(ranks[0].__ray_call__.remote(_rendezvous_address))
         ray.get([rank.join_data_parallel.remote(address) for rank in ranks])
         log.info("%d learner ranks joined at %s", world_size, address)
     return ranks
+
+
+def _rendezvous_address(actor: object) -> str:
+    """Run inside rank 0's actor: ``host:port`` on its node for torch.distributed's rendezvous (a
+    free port now; another process could take it before the group binds it, a small window at
+    start-up only)."""
+    return f"{node_ip(actor)}:{free_port()}"
 
 
 def _ref(pending: Pending[Any]) -> Any:

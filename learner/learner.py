@@ -40,7 +40,7 @@ from .config import CriticTrainingConfig, LearnerConfig, SFTConfig
 from .distributed import DataParallel
 from .micro import autocast, micro_slices_of
 from .reports import LearnerStatus, LearnerTotals, SFTReport, StepReport
-from .sft import SFTExample, SFTTrainer, make_optimizer, sft_examples
+from .sft import SFTExample, SFTTrainer, at_most_per_problem, make_optimizer, sft_examples
 
 __all__ = ["Learner"]
 
@@ -179,20 +179,11 @@ class Learner:
         ``total_steps`` (the learning-rate schedule's length; default ``steps``). The optimizer,
         schedule and data order carry over between calls and into checkpoints."""
         trainer = self._sft_trainer(total_steps or steps)
-        every = self.sft_config.log_every
         first = trainer.steps_done
-        losses: list[float] = []
-        logged: list[tuple[int, float]] = []
-
-        def on_step(step: int, loss: float) -> None:
-            losses.append(loss)
-            if step % every == 0 or step == first + steps:
-                window = losses[-every:]
-                logged.append((step - first, sum(window) / len(window)))
-
-        report = trainer.train(steps, on_step=on_step)
+        report = trainer.train(steps)
         if trainer.steps_done >= trainer.total_steps:  # the phase is over: free its AdamW states
             self.sft_trainer, self._saved_sft_state = None, None
+        logged = [(step - first, loss) for step, loss in report.logged]  # steps of this call
         return SFTReport(steps=steps, losses=logged, seconds=report.seconds, status=self.status())
 
     def critic_update(self) -> StepReport:
@@ -370,7 +361,7 @@ class Learner:
 
     def _sft_trainer(self, total_steps: int) -> SFTTrainer:
         if self.sft_trainer is None:
-            examples = sft_examples(self.policy, self.sft_problems, self.sft_config.max_solutions_per_problem)
+            examples = at_most_per_problem(self.ground_truth, self.sft_config.max_solutions_per_problem)
             self.sft_trainer = SFTTrainer(
                 self.policy,
                 examples,

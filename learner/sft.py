@@ -23,6 +23,7 @@ __all__ = [
     "SFTExample",
     "SFTReport",
     "SFTTrainer",
+    "at_most_per_problem",
     "make_optimizer",
     "sft_examples",
     "train_sft",
@@ -42,6 +43,9 @@ class SFTExample:
 class SFTReport:
     losses: list[float] = field(default_factory=list)
     """the training loss of every step"""
+    logged: list[tuple[int, float]] = field(default_factory=list)
+    """(step of the phase, mean loss since the previous entry) every ``log_every`` steps and at the
+    last step of the call"""
     programs: int = 0
     """distinct ground-truth programs trained on"""
     examples: int = 0
@@ -59,6 +63,20 @@ def sft_examples(
         for program in problem.solutions[:max_per_problem]:
             examples.append(SFTExample(problem.task_id, prompt, policy.program_token_ids(program)))
     return examples
+
+
+def at_most_per_problem(examples: Sequence[SFTExample], limit: int | None) -> list[SFTExample]:
+    """The first ``limit`` examples of each problem (``sft_examples``'s order), all for None: the
+    same list ``sft_examples(..., limit)`` gives, without tokenising again."""
+    if limit is None:
+        return list(examples)
+    seen: dict[str, int] = {}
+    kept = []
+    for example in examples:
+        seen[example.task_id] = seen.get(example.task_id, 0) + 1
+        if seen[example.task_id] <= limit:
+            kept.append(example)
+    return kept
 
 
 def make_optimizer(
@@ -140,16 +158,17 @@ class SFTTrainer:
         the whole phase)."""
         report = SFTReport(programs=len(self.examples))
         started = time.monotonic()
-        every = self.config.log_every
+        every, last = self.config.log_every, self.steps_done + steps
         for _ in range(steps):
             loss, count = self.step()
             report.losses.append(loss)
             report.examples += count
             if on_step is not None:
                 on_step(self.steps_done, loss)
-            if self.steps_done % every == 0 or self.steps_done == self.total_steps:
-                mean = sum(report.losses[-every:]) / len(report.losses[-every:])
-                log.info("sft step %d/%d: loss %.4f", self.steps_done, self.total_steps, mean)
+            if self.steps_done % every == 0 or self.steps_done == last:
+                window = report.losses[-every:]
+                report.logged.append((self.steps_done, sum(window) / len(window)))
+                log.info("sft step %d/%d: loss %.4f", self.steps_done, self.total_steps, report.logged[-1][1])
         report.seconds = time.monotonic() - started
         return report
 

@@ -7,6 +7,7 @@ import torch
 
 from actors.config import PolicyConfig
 from actors.policy import Policy
+from critic.training import CriticExample
 from problems import Problem, TestCase
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -34,3 +35,12 @@ def policy(request: pytest.FixtureRequest) -> Policy:
 @pytest.fixture
 def add_problems() -> list[Problem]:
     return [add_k_problem(k) for k in range(4)]
+
+
+def labelled_solutions(policy: Policy, problems: list[Problem]) -> list[CriticExample]:
+    """Each problem's first solution as a critic example, labelled 0, 1, 2, ... in turn: every class
+    in a batch of four."""
+    return [
+        CriticExample(policy.prompt_token_ids(p), policy.program_token_ids(p.solutions[0]), label % 4)
+        for label, p in enumerate(problems)
+    ]

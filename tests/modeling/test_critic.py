@@ -22,6 +22,8 @@ from learner.sft import make_optimizer
 from models.sequences import TokenBatch, pad_left, pad_right
 from models.tokenizer import suite_tokenizer
 
+from .conftest import labelled_solutions
+
 
 @pytest.fixture(params=["tiny", "tiny-causal"])
 def critic(request: pytest.FixtureRequest) -> Critic:
@@ -130,10 +132,7 @@ def test_critic_learns_outcomes_beyond_the_majority_baseline() -> None:
 
 def test_a_micro_batched_critic_step_is_the_same_step_as_one_pass(add_problems: list[Problem]) -> None:
     policy = Policy.load(PolicyConfig(model="tiny", device="cpu"))
-    examples = [
-        CriticExample(policy.prompt_token_ids(p), policy.program_token_ids(p.solutions[0]), label)
-        for p, label in zip(add_problems, [0, 1, 2, 3], strict=True)
-    ]
+    examples = labelled_solutions(policy, add_problems)
     results = []
     for micro in (None, [slice(0, 1), slice(1, 3), slice(3, 4)]):
         critic = Critic.load(CriticConfig(device="cpu", seed=5))

@@ -18,13 +18,15 @@ from actors.policy import Policy
 from coderl.outcomes import OutcomeClass, Verdict
 from critic.config import CriticConfig
 from critic.model import Critic
-from critic.training import CriticExample, critic_batch, critic_step, critic_token_values
+from critic.training import critic_batch, critic_step, critic_token_values
 from learner.actor_update import actor_step
 from learner.batch import ScoredSample, TrainBatch
 from learner.config import ActorLossConfig, OptimizerConfig, SFTConfig
 from learner.sft import make_optimizer, train_sft
 from models.sequences import response_logprobs
 from problems import Problem
+
+from .conftest import labelled_solutions
 
 pytestmark = [
     pytest.mark.gpu,
@@ -116,10 +118,7 @@ def test_critic_weighted_update_on_the_gpu_equals_the_cpu_update(
 
 def test_critic_step_on_the_gpu_equals_the_cpu_step(add_problems: list[Problem]) -> None:
     cpu_policy = Policy.load(PolicyConfig(model="tiny", device="cpu"))
-    examples = [
-        CriticExample(cpu_policy.prompt_token_ids(p), cpu_policy.program_token_ids(p.solutions[0]), label)
-        for p, label in zip(add_problems, [0, 1, 2, 3], strict=True)
-    ]
+    examples = labelled_solutions(cpu_policy, add_problems)
     results = []
     for device in ("cpu", "cuda"):
         critic = Critic.load(CriticConfig(model="tiny", device=device, seed=5))

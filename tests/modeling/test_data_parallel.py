@@ -23,8 +23,9 @@ from learner.batch import TrainBatch, score
 from learner.config import CriticTrainingConfig, LearnerConfig, OptimizerConfig, SFTConfig
 from learner.distributed import DataParallel, share_of_rows
 from learner.learner import Learner
-from learner.sft import DataOrder
-from tests.modeling.conftest import add_k_problem
+from learner.sft import DataOrder, at_most_per_problem, sft_examples
+
+from .conftest import add_k_problem
 
 VERDICTS = [Verdict.PASSED, Verdict.FAILED_TEST, Verdict.RUNTIME_ERROR, Verdict.COMPILE_ERROR]
 
@@ -153,3 +154,14 @@ def test_two_gloo_ranks_make_the_same_update_as_one_process(tmp_path: Path) -> N
     initial = _learner().policy.model.state_dict()
     moved = [name for name, weight in reference["policy"].items() if not torch.equal(weight, initial[name])]
     assert len(moved) > len(initial) // 2  # the update did change the weights compared
+
+
+def test_the_warm_start_takes_its_examples_from_the_learners_ground_truth() -> None:
+    """A limit per problem gives what tokenising with that limit gives, without tokenising again."""
+    policy = _learner().policy
+    problems = [add_k_problem(k) for k in range(3)]
+    for problem in problems:
+        problem.solutions.append(f"print(int(input()) + {problem.task_id[-1]})\n")
+    everything = sft_examples(policy, problems)
+    for limit in (None, 1, 2, 5):
+        assert at_most_per_problem(everything, limit) == sft_examples(policy, problems, limit)
