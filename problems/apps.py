@@ -3,7 +3,8 @@
 A problem folder (its name is the task id, e.g. ``0000``) holds ``question.txt``,
 ``input_output.json`` (``{"inputs": [...], "outputs": [...], "fn_name"?: str}``; the hidden tests)
 and optionally ``solutions.json``, ``metadata.json``, ``starter_code.py`` and CodeRL's
-``example_input_output.json`` (the example tests, same shape, may be or hold JSON null).
+``example_input_output.json`` (the example tests, same shape, may be or hold JSON null; for
+call-based problems CodeRL stores them as text, parsed by problems/apps_examples.py).
 
 Without ``fn_name`` the tests are stdio tests; list-valued inputs and outputs are joined with
 "\\n" as APPS's harness does. With ``fn_name`` they are call tests: ``args`` is the inputs entry and
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from coderl.problem import CompareOptions, Problem, ProblemFormatError, TestCase, TestKind
+from problems.apps_examples import parameter_names, parse_call_example
 from problems.native import json_type
 
 log = logging.getLogger(__name__)
@@ -97,8 +99,30 @@ def _stdio_text(value: Any, file: Path, task_id: str, field: str) -> str:
     )
 
 
-def _tests(data: Any, file: Path, task_id: str, fn_name: str | None, *, example: bool) -> list[TestCase]:
-    """The tests of an ``input_output.json``-shaped value (null, or null lists, allowed for examples)."""
+def _textual_call_example(
+    given: str, wanted: str, parameters: list[str] | None, where: str
+) -> TestCase | None:
+    """A call test from CodeRL's textual example (problems/apps_examples.py); None, logged, when the
+    text is not literals (the example is dropped rather than run as garbage)."""
+    try:
+        args, expected = parse_call_example(given, wanted, parameters)
+    except ValueError as exc:
+        log.info("dropping the example test %s: %s", where, exc)
+        return None
+    return TestCase(kind=TestKind.CALL, args=args, expected=expected)
+
+
+def _tests(
+    data: Any,
+    file: Path,
+    task_id: str,
+    fn_name: str | None,
+    *,
+    example: bool,
+    parameters: list[str] | None = None,
+) -> list[TestCase]:
+    """The tests of an ``input_output.json``-shaped value (null, or null lists, allowed for examples;
+    CodeRL's textual call examples parsed against the starter code's ``parameters``)."""
     if data is None and example:
         return []
     if not isinstance(data, dict):
@@ -129,6 +153,10 @@ def _tests(data: Any, file: Path, task_id: str, fn_name: str | None, *, example:
             tests.append(TestCase(kind=TestKind.STDIO, stdin=stdin, stdout=stdout))
         elif isinstance(given, list):
             tests.append(TestCase(kind=TestKind.CALL, args=given, expected=wanted))
+        elif example and isinstance(given, str) and isinstance(wanted, str):
+            parsed = _textual_call_example(given, wanted, parameters, f"{file} inputs[{index}]")
+            if parsed is not None:
+                tests.append(parsed)
         else:
             raise ProblemFormatError(
                 str(file),
@@ -191,15 +219,16 @@ def load_apps_problem(folder: str | Path) -> Problem:
     else:
         log.warning("APPS problem %s (%s) has no input_output.json: it has no hidden tests", task_id, folder)
         hidden = []
-    examples = _tests(example_data, example_file, task_id, fn_name, example=True)
-
     starter = folder / "starter_code.py"
+    starter_code = _read_text(starter, task_id) if starter.is_file() else ""
+    parameters = parameter_names(starter_code, fn_name) if fn_name else None
+    examples = _tests(example_data, example_file, task_id, fn_name, example=True, parameters=parameters)
     difficulty, metadata = _metadata(folder, task_id)
     return Problem(
         task_id=task_id,
         source="apps",
         statement=statement,
-        starter_code=_read_text(starter, task_id) if starter.is_file() else "",
+        starter_code=starter_code,
         fn_name=fn_name,
         example_tests=examples,
         hidden_tests=hidden,

@@ -1,8 +1,13 @@
 """MBPP loader: the original JSONL (``text``, ``test_setup_code``, ``challenge_test_list``) and
 the sanitized variant (``prompt``, ``test_imports``; JSONL or a JSON list).
 
-Every assert string becomes an ``assert`` test. The example tests are ``test_list`` (MBPP shows
-them in the prompt); the hidden tests are ``test_list`` followed by ``challenge_test_list``.
+Every assert string becomes an ``assert`` test. The example tests are ``test_list``; the hidden
+tests are ``test_list`` followed by ``challenge_test_list``.
+
+The prompt is the zero-shot setting CodeRL evaluates on MBPP (and MBPP's own paper uses): the
+statement is the description followed by the example asserts, and the starter code is the
+signature of the function they call, taken from the reference program. Without them a model
+cannot know the name the tests call, and no program could pass.
 """
 
 from __future__ import annotations
@@ -55,6 +60,25 @@ def called_function(assert_line: str, defined: set[str] | frozenset[str] = froze
     return None
 
 
+def signature(code: str, fn_name: str) -> str:
+    """``def name(params):`` of ``fn_name`` in ``code`` (empty when it is not defined there)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return ""
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == fn_name:
+            return f"def {fn_name}({ast.unparse(node.args)}):"
+    return ""
+
+
+def zero_shot_statement(text: str, test_list: list[str]) -> str:
+    """The description, then the example asserts as MBPP's prompt shows them."""
+    if not test_list:
+        return text
+    return text.rstrip() + "\nYour code should pass these tests:\n" + "\n".join(test_list)
+
+
 def _task_id(record: dict[str, Any], path: Path, where: str) -> str:
     value = record.get("task_id")
     if isinstance(value, int) and not isinstance(value, bool):
@@ -93,7 +117,8 @@ def mbpp_problem(record: dict[str, Any], path: str | Path = "<mbpp>", where: str
     return Problem(
         task_id=task_id,
         source="mbpp",
-        statement=statement,
+        statement=zero_shot_statement(statement, test_list),
+        starter_code=signature(code, fn_name) if fn_name else "",
         fn_name=fn_name,
         setup_code=setup_code,
         example_tests=examples,

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from math import comb
 
 import pytest
 
-from coderl.passk import mean_pass_at_k, n_at_k, pass_at_k, reportable_ks
+from coderl.passk import (
+    ALL,
+    ProblemSamples,
+    filtered_n_at_k,
+    mean_pass_at_k,
+    pass_at_k,
+    reportable_ks,
+    summarize,
+)
 
 
 def exact(n: int, c: int, k: int) -> float:
@@ -133,21 +143,66 @@ def test_reportable_ks() -> None:
     assert reportable_ks([7], ks=()) == []
 
 
-# ---- n_at_k ---------------------------------------------------------------------------------------------
+# ---- filtered n@k and the summary ---------------------------------------------------------------------
 
 
-def test_n_at_k() -> None:
-    submitted = [False, True, False]
-    assert n_at_k(submitted, 1) == 0.0
-    assert n_at_k(submitted, 2) == 1.0
-    assert n_at_k(submitted, 5) == 1.0  # n beyond the list looks at everything
-    assert n_at_k([True], 1) == 1.0
-    assert n_at_k([False, False], 2) == 0.0
-    assert n_at_k([], 1) == 0.0  # nothing survived the filter
+def _subsets_n_at_k(survived: list[bool], hidden: list[bool], n: int, k: int) -> float:
+    """The definition itself: every k-subset, its first n survivors submitted."""
+    outcomes = []
+    for subset in itertools.combinations(range(len(survived)), k):
+        submitted = [i for i in subset if survived[i]][:n]
+        outcomes.append(any(hidden[i] for i in submitted))
+    return sum(outcomes) / len(outcomes)
 
 
-def test_n_at_k_rejects_n_below_one() -> None:
-    with pytest.raises(ValueError, match="n >= 1"):
-        n_at_k([True], 0)
-    with pytest.raises(ValueError):
-        n_at_k([True], -1)
+def test_filtered_n_at_k_hand_computed() -> None:
+    # 4 samples: survivors are 0 (hidden fail) and 2 (hidden pass). 1@2: of the 6 pairs, the
+    # solving ones contain 2 and not 0: {1,2}, {2,3} -> 2/6. 2@2: any pair with 2 -> 3/6.
+    survived, hidden = [True, False, True, False], [False, True, True, False]
+    assert filtered_n_at_k(survived, hidden, 1, 2) == pytest.approx(2 / 6)
+    assert filtered_n_at_k(survived, hidden, 2, 2) == pytest.approx(3 / 6)
+    # sample 1 passes the hidden tests but fails the examples: never submitted
+    assert filtered_n_at_k([False, False], [True, True], 5, 2) == 0.0
+    assert filtered_n_at_k([True], [True], 1, 1) == 1.0
+
+
+def test_filtered_n_at_k_matches_enumeration() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        size = rng.randint(1, 8)
+        survived = [rng.random() < 0.6 for _ in range(size)]
+        hidden = [rng.random() < 0.5 for _ in range(size)]
+        n, k = rng.randint(1, 4), rng.randint(1, size)
+        expected = _subsets_n_at_k(survived, hidden, n, k)
+        assert filtered_n_at_k(survived, hidden, n, k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_filtered_n_at_k_without_a_filter_is_pass_at_k_when_n_covers_k() -> None:
+    hidden = [False, True, False, False, True, False]
+    assert filtered_n_at_k([True] * 6, hidden, 3, 3) == pytest.approx(pass_at_k(6, 2, 3))
+
+
+def test_filtered_n_at_k_errors() -> None:
+    with pytest.raises(ValueError, match="filter outcomes"):
+        filtered_n_at_k([True], [True, False], 1, 1)
+    with pytest.raises(ValueError, match="n@k needs"):
+        filtered_n_at_k([True], [True], 0, 1)
+    with pytest.raises(ValueError, match="n@k needs"):
+        filtered_n_at_k([True], [True], 1, 2)
+
+
+def test_summarize_by_difficulty() -> None:
+    problems = [
+        ProblemSamples([True, False], [True, True], "introductory"),
+        ProblemSamples([False, False], [False, True], "interview"),
+        ProblemSamples([True, True], None, "interview"),
+    ]
+    summary = summarize(problems, ks=[1, 2, 5], ns=[1, 5])
+    assert summary["pass@k"][ALL] == {"pass@1": pytest.approx(0.5), "pass@2": pytest.approx(2 / 3)}
+    assert summary["pass@k"]["introductory"] == {"pass@1": 0.5, "pass@2": 1.0}
+    # 1@1: problem 1 submits each sample alone (1/2), problem 2 never solves, problem 3 always
+    assert summary["n@k"][ALL]["1@1"] == pytest.approx((0.5 + 0 + 1) / 3)
+    # 1@2: problem 1 submits sample 0 (passes) -> 1; n=5 > k=2 is left out
+    assert summary["n@k"]["introductory"] == {"1@1": 0.5, "1@2": 1.0}
+    assert summary["problems"]["interview"] == {"count": 2.0}
+    assert "pass@5" not in summary["pass@k"][ALL]  # more than any problem's samples

@@ -158,9 +158,15 @@ def test_mbpp_sample() -> None:
     assert [p.task_id for p in problems] == ["11", "2", "905", "17"]
     p = problems[0]
     assert p.source == "mbpp"
+    # the zero-shot prompt: the description, the example asserts and the signature they call
     assert p.statement == (
         "Write a python function to remove first and last occurrence of a given character from the string."
+        "\nYour code should pass these tests:\n"
+        'assert remove_Occ("hello","l") == "heo"\n'
+        'assert remove_Occ("abcda","a") == "bcd"\n'
+        'assert remove_Occ("PHP","P") == "H"'
     )
+    assert p.starter_code == "def remove_Occ(s, ch):"
     assert p.fn_name == "remove_Occ"
     assert p.example_tests == [
         asserting('assert remove_Occ("hello","l") == "heo"'),
@@ -194,7 +200,11 @@ def test_mbpp_sanitized_variant(tmp_path: Path) -> None:
     path.write_text(json.dumps([record], indent=4))
     (p,) = load_problems(path)
     assert p.task_id == "3" and p.source == "mbpp"
-    assert p.statement == "Write a python function to identify non-prime numbers."
+    assert p.statement == (
+        "Write a python function to identify non-prime numbers.\nYour code should pass these tests:\n"
+        "assert is_not_prime(2) == False\nassert is_not_prime(10) == True"
+    )
+    assert p.starter_code == "def is_not_prime(n):"
     assert p.setup_code == "import math\nimport re\n"
     assert p.fn_name == "is_not_prime"
     assert p.hidden_tests == p.example_tests and len(p.hidden_tests) == 2
