@@ -101,16 +101,30 @@ class Policy:
     # -- sampling -------------------------------------------------------------------------------
 
     def sample(
-        self, problems: Sequence[Problem], params: SamplingConfig, round_id: str = ""
+        self,
+        problems: Sequence[Problem],
+        params: SamplingConfig,
+        round_id: str = "",
+        prefixes: Sequence[Sequence[int]] | None = None,
     ) -> list[SampledProgram]:
         """``params.n`` programs per problem, in problem order, decoded ``params.batch_size`` at a time.
 
         A call's programs of one problem form one group, ``{task_id}/v{version}{round_id}``; sample
-        ids are ``{group_id}/{sample|greedy}{index}``. Give each call at the same policy version its
-        own ``round_id`` when ids must stay unique; a greedy call with the same ``round_id`` joins
-        the sampled call's groups (its decode is their baseline).
+        ids are ``{group_id}/{sample|greedy}{index}``, numbered on across repeats of a problem in
+        ``problems``. Give each call at the same policy version its own ``round_id`` when ids must
+        stay unique; a greedy call with the same ``round_id`` joins the sampled call's groups (its
+        decode is their baseline). ``prefixes[i]``: response token ids every program of
+        ``problems[i]`` starts with (critical sampling's seeds); the program continues from there.
         """
-        jobs = [(problem, index) for problem in problems for index in range(params.n)]
+        if prefixes is not None and len(prefixes) != len(problems):
+            raise ValueError(f"{len(prefixes)} prefixes for {len(problems)} problems")
+        seen: dict[str, int] = {}
+        jobs: list[tuple[Problem, int, list[int]]] = []
+        for entry, problem in enumerate(problems):
+            first = seen.get(problem.task_id, 0)
+            seen[problem.task_id] = first + params.n
+            prefix = list(prefixes[entry]) if prefixes is not None else []
+            jobs += [(problem, first + index, prefix) for index in range(params.n)]
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
@@ -127,13 +141,17 @@ class Policy:
 
     def _sample_chunk(
         self,
-        jobs: Sequence[tuple[Problem, int]],
+        jobs: Sequence[tuple[Problem, int, list[int]]],
         params: SamplingConfig,
         generator: torch.Generator | None,
         round_id: str,
     ) -> list[SampledProgram]:
-        prompts = [self.prompt_token_ids(problem) for problem, _ in jobs]
+        prompts = [self.prompt_token_ids(problem) for problem, _, _ in jobs]
         prompt_ids, prompt_mask = pad_left(prompts, self.pad_id)
+        forced = None
+        if any(prefix for _, _, prefix in jobs):
+            prefix_ids, prefix_mask = pad_right([prefix for _, _, prefix in jobs], self.pad_id)
+            forced = (prefix_ids.to(self.device), prefix_mask.sum(dim=1).to(self.device))
         samples = sample_tokens(
             self.model,
             prompt_ids.to(self.device),
@@ -142,6 +160,7 @@ class Policy:
             eos_id=self.eos_id,
             pad_id=self.pad_id,
             generator=generator,
+            prefixes=forced,
         )
         kind = "greedy" if params.is_greedy else "sample"
         return [
@@ -154,7 +173,7 @@ class Policy:
                 row,
                 is_greedy=params.is_greedy,
             )
-            for row, ((problem, index), prompt) in enumerate(zip(jobs, prompts, strict=True))
+            for row, ((problem, index, _), prompt) in enumerate(zip(jobs, prompts, strict=True))
         ]
 
     def _sampled_program(

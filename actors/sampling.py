@@ -76,11 +76,17 @@ def sample_tokens(
     eos_id: int,
     pad_id: int,
     generator: torch.Generator | None = None,
+    prefixes: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TokenSamples:
     """Decode one response per prompt row (repeat rows for several samples).
 
     Prompts are left-padded, shape (b, p). Temperature 0 is greedy. Stops when every row has
     produced EOS or after ``params.max_new_tokens`` tokens.
+
+    ``prefixes`` = (ids (b, f) right-padded, lengths (b,)): each row's response starts with its
+    prefix, fed token by token through the same cache (critical sampling's refining seeds), and
+    is sampled from there on. Forced tokens get their true ``logprobs`` and a ``sampling_logprobs``
+    of 0 (they were certain); they count towards ``max_new_tokens``, which bounds the response.
     """
     batch_size = prompt_ids.shape[0]
     device = prompt_ids.device
@@ -88,7 +94,7 @@ def sample_tokens(
     tokens, logprobs, sampling_logprobs, masks = [], [], [], []
     alive = torch.ones(batch_size, dtype=torch.bool, device=device)
     next_input: torch.Tensor | None = None
-    for _ in range(params.max_new_tokens):
+    for position in range(params.max_new_tokens):
         logits = step(next_input).float()
         raw = torch.log_softmax(logits, dim=-1)
         if params.is_greedy:
@@ -98,6 +104,8 @@ def sample_tokens(
             warped = nucleus_logprobs(logits, params.temperature, params.top_p)
             chosen = torch.multinomial(warped.exp(), 1, generator=generator).squeeze(1)
             chosen_sampling = warped.gather(1, chosen[:, None]).squeeze(1)
+        if prefixes is not None:
+            chosen, chosen_sampling = _force(prefixes, position, chosen, chosen_sampling)
         chosen = torch.where(alive, chosen, torch.full_like(chosen, pad_id))
         tokens.append(chosen)
         logprobs.append(torch.where(alive, raw.gather(1, chosen[:, None]).squeeze(1), 0.0))
@@ -114,6 +122,17 @@ def sample_tokens(
         mask=torch.stack(masks, dim=1),
         finished=~alive,
     )
+
+
+def _force(
+    prefixes: tuple[torch.Tensor, torch.Tensor], position: int, chosen: torch.Tensor, sampling: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prefix token at ``position`` where a row's prefix is that long, else the sampled one."""
+    ids, lengths = prefixes
+    if position >= ids.shape[1]:
+        return chosen, sampling
+    forced = position < lengths
+    return torch.where(forced, ids[:, position], chosen), torch.where(forced, 0.0, sampling)
 
 
 def _decode_attention(device: torch.device) -> contextlib.AbstractContextManager[Any]:

@@ -202,3 +202,46 @@ def test_packed_weights_swap_weights_and_carry_the_version(policy: Policy) -> No
     assert all(torch.equal(policy.model.state_dict()[k], expected[k]) for k in expected)
     # Tied embeddings (T5's shared/lm_head, GPT-2's wte/lm_head) travel once.
     assert packed.nbytes < sum(t.numel() * t.element_size() for t in expected.values())
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.0])
+def test_programs_continue_from_a_given_prefix(
+    policy: Policy, add_problems: list[Problem], temperature: float
+) -> None:
+    """Critical sampling's seeds: every program starts with its prefix, the forced tokens carry
+    their true log-probs (a teacher-forced pass gives the same) and a sampling log-prob of 0, and
+    the suffix is decoded from the prefix's context."""
+    seed_ids = [
+        policy.program_token_ids(p.solutions[0])[:length]
+        for p, length in zip(add_problems, (3, 0, 7, 5), strict=True)
+    ]
+    params = SamplingConfig(n=2, temperature=temperature, max_new_tokens=16, batch_size=3, seed=5)
+    samples = policy.sample(add_problems, params, round_id="/refine", prefixes=seed_ids)
+    assert len(samples) == 8
+    forward = _forward_logprobs(policy, samples)
+    for row, sample in enumerate(samples):
+        prefix = seed_ids[row // 2]
+        assert sample.token_ids[: len(prefix)] == prefix
+        assert sample.sampling_logprobs[: len(prefix)] == [0.0] * len(prefix)
+        length = len(sample.token_ids)
+        assert length > len(prefix) or length == params.max_new_tokens
+        torch.testing.assert_close(torch.tensor(sample.logprobs), forward[row, :length], atol=1e-4, rtol=1e-4)
+    if temperature == 0.0:  # greedy: each suffix token is the argmax given the prefix and before
+        batch = policy.batch([s.prompt_token_ids for s in samples], [s.token_ids for s in samples])
+        with torch.no_grad():
+            best = response_logits(policy.model, batch).argmax(dim=-1)
+        for row, sample in enumerate(samples):
+            start, length = len(seed_ids[row // 2]), len(sample.token_ids)
+            assert sample.token_ids[start:] == best[row, start:length].tolist()
+
+
+def test_repeated_problems_with_prefixes_get_distinct_sample_ids(
+    policy: Policy, add_problems: list[Problem]
+) -> None:
+    seeds = [policy.program_token_ids(add_problems[0].solutions[0])[:n] for n in (2, 4)]
+    params = SamplingConfig(n=3, temperature=1.0, max_new_tokens=8)
+    samples = policy.sample([add_problems[0]] * 2, params, round_id="/r1", prefixes=seeds)
+    assert len({s.sample_id for s in samples}) == 6
+    assert [s.sample_id.rsplit("/", 1)[1] for s in samples] == [f"sample{i}" for i in range(6)]
+    with pytest.raises(ValueError, match="2 prefixes for 1 problems"):
+        policy.sample([add_problems[0]], params, prefixes=seeds)
