@@ -58,6 +58,9 @@ COMMANDS: dict[str, Subcommand] = {
         "driver.train_cli", "train a policy with CodeRL: sft -> critic -> RL (Ray, Redis, Docker)"
     ),
     "sample": Subcommand("actors.sample_cli", "sample programs for a problem set from a policy checkpoint"),
+    "evaluate": Subcommand(
+        "driver.evaluate_cli", "sample and judge programs for a problem set: pass@k, n@k, critical sampling"
+    ),
     "suite": Subcommand("problems.suite.cli", "write the built-in generated problem suite (JSONL or APPS)"),
 }
 ALIASES: dict[str, str] = {"executor": "worker"}

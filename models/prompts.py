@@ -15,7 +15,10 @@ import re
 
 from coderl.problem import Problem, TestKind
 
-__all__ = ["ANSWER_MARKER", "extract_program", "format_prompt", "uses_call_format"]
+__all__ = ["ANSWER_MARKER", "extract_program", "format_prompt", "repair_problem", "uses_call_format"]
+
+REPAIR_ERROR_CHARS = 400
+"""an error message is cut to this many characters in a repair prompt (tracebacks run long)"""
 
 ANSWER_MARKER = "\nANSWER:\n"
 QUESTION_MARKER = "\nQUESTION:\n"
@@ -55,3 +58,19 @@ def extract_program(generation: str) -> str:
         text = fenced.group(1)
     text = text.split(QUESTION_MARKER, 1)[0]
     return text.strip("\n") + "\n" if text.strip() else ""
+
+
+def repair_problem(
+    problem: Problem, program: str, verdict: str, error_type: str, error_message: str
+) -> Problem:
+    """The problem as the repair model sees it (CodeRL's repair input: the problem D, the failed
+    program W_fail, its error type u and error message c): the statement, then the failed program
+    and what went wrong. The prompt keeps its end when cut, so the failed program and the error
+    outlast the start of a long statement. Trained with ``coderl sft`` on such problems whose
+    solutions are the correct programs."""
+    error = f"{error_type}: {error_message}".strip(": ")[:REPAIR_ERROR_CHARS]
+    statement = (
+        f"{problem.statement.rstrip()}\n\nFAILED PROGRAM:\n{program.rstrip()}\n\n"
+        f"RESULT: {verdict}{' (' + error + ')' if error else ''}\nFix the program."
+    )
+    return problem.model_copy(update={"statement": statement})
