@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+RAY_BUILT_IN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+
+
+def _custom_resources(resources: dict[str, float]) -> dict[str, float]:
+    for name, amount in resources.items():
+        if name in RAY_BUILT_IN_RESOURCES:
+            raise ValueError(
+                f"{name!r} is one of Ray's own resources: ask for GPUs with num_gpus; resources takes "
+                "the custom resources of `ray start --resources` (e.g. {'learner_node': 1})"
+            )
+        if not amount >= 0:
+            raise ValueError(f"resource {name!r}: {amount} must be 0 or more")
+    return resources
+
+
+RayResources = Annotated[dict[str, float], AfterValidator(_custom_resources)]
+"""custom Ray resources an actor asks for (``ray start --resources '{"name": amount}'`` gives a node
+them): places a role on the nodes that have them"""
 
 
 class PolicyConfig(BaseModel):
@@ -56,6 +75,9 @@ class SamplerConfig(BaseModel):
     num_samplers: int = Field(default=1, ge=1)
     num_gpus: float = Field(default=0.0, ge=0)
     """GPUs per sampler actor (0: CPU); fractions share a GPU"""
+    resources: RayResources = Field(default_factory=dict)
+    """custom Ray resources per sampler actor, e.g. {sampler_node = 1}: samplers start only on nodes
+    started with them (`ray start --resources '{"sampler_node": 4}'`); ignored without Ray"""
     problems_per_round: int = Field(default=8, ge=1)
     """problems a sampler takes per round; each gets sampling.n samples (and a greedy decode when the
     learner's baseline is greedy)"""

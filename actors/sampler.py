@@ -16,10 +16,10 @@ import random
 import time
 from collections.abc import Sequence
 
-import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from coderl.problem import Problem
+from coderl.redis_client import DEFAULT_OUTAGE_S, open_client
 from coderl.rollouts import TrainStreams, publish_rollouts
 from coderl.wire import WireMessage
 from models.weight_group import GroupAddress, WeightInbox
@@ -77,6 +77,7 @@ class Sampler:
         channel: TrainStreams,
         greedy_baseline: bool,
         seed: int = 0,
+        redis_outage_s: float = DEFAULT_OUTAGE_S,
     ) -> None:
         if not problems:
             raise ValueError(f"sampler {sampler_id} has no problems to sample")
@@ -88,7 +89,9 @@ class Sampler:
         self.seed = seed
         self.state = SamplerState()
         self.policy = Policy.load(policy_config)
-        self.redis = redis.Redis.from_url(redis_url, socket_timeout=60)
+        # Retries through outages up to redis_outage_s; a publication sent twice is harmless
+        # (coderl/redis_client.py says why).
+        self.redis = open_client(redis_url, redis_outage_s)
         self._order = self._epoch_order(0)
         self._weights_s = 0.0
         self._inbox: WeightInbox | None = None

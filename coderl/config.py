@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import enum
 import json
+import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,8 +116,26 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def dump_config(model: BaseModel) -> str:
-    """The resolved configuration as YAML (loadable again with ``load_config``), for logs."""
-    return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False, allow_unicode=True).rstrip("\n")
+    """The resolved configuration as YAML (loadable again with ``load_config``), for logs and a
+    run's config.yaml. Passwords in URLs (``redis://:PASSWORD@HOST``) are written as ``***``: a run
+    resumed from the same command line gets its password from there, never from this dump."""
+    data = _redacted(model.model_dump(mode="json"))
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip("\n")
+
+
+_URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@|[?&](ssl_)?password=", re.I)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, str) and _URL_WITH_PASSWORD.search(value):
+        from .redis_client import redact_url  # imports redis only when there is a URL to hide
+
+        return redact_url(value)
+    return value
 
 
 # -- keys --------------------------------------------------------------------------------------------

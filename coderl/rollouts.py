@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import redis
 
 from . import streams
+from .redis_client import reconnections
 from .wire import ExecutionReport, ExecutionRequest, SampledProgram
 
 __all__ = [
@@ -85,10 +86,12 @@ class RolloutReader:
         # Our pending entries (delivered before a restart) come first, read once each: the cursor
         # moves past every replayed entry, as they stay pending until acknowledged.
         self._replay_after: str | None = "0"
+        self._last_returned = "0"
         streams.ensure_group(client, channel.results, LEARNER_GROUP)
 
     def read(self, count: int, block_ms: int | None) -> list[Delivery]:
         replaying = self._replay_after is not None
+        sent_before = reconnections(self.client)
         reply = self.client.xreadgroup(
             LEARNER_GROUP,
             self.consumer,
@@ -96,6 +99,11 @@ class RolloutReader:
             count=count,
             block=None if replaying else block_ms,
         )
+        if not replaying and reconnections(self.client) != sent_before:
+            # Sent again after a lost connection: entries delivered on it are pending for us but
+            # were never seen. Read every pending entry after the last one returned, in order.
+            self._replay_after = self._last_returned
+            return self.read(count, block_ms)
         entries = [entry for _, batch in reply or [] for entry in batch]
         if replaying:
             if not entries:
@@ -104,6 +112,7 @@ class RolloutReader:
             self._replay_after = streams.as_text(entries[-1][0])
         if not entries:
             return []
+        self._last_returned = streams.as_text(entries[-1][0])
         reports = [ExecutionReport.model_validate_json(streams.decode_entry(fields)) for _, fields in entries]
         raw = self.client.mget([self.channel.rollout(report.sample_id) for report in reports])
         return [

@@ -45,6 +45,13 @@ def critic_label(verdict: Verdict, classes: str = "outcome") -> int:
     return int(outcome)
 
 
+def critic_labels(outcome_classes: torch.Tensor, classes: str = "outcome") -> torch.Tensor:
+    """``critic_label`` of a tensor of CodeRL outcome classes (the binary critic's 1 is PASSED)."""
+    if classes == "binary":
+        return (outcome_classes == int(OutcomeClass.PASSED)).long()
+    return outcome_classes
+
+
 class Critic(nn.Module):
     def __init__(
         self, backbone: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: CriticConfig

@@ -3,7 +3,8 @@
 # second (at most ~1 s of acknowledged writes lost on a crash) plus RDB snapshots, both in the
 # /data volume. Build from the repo root with deploy/build-images.sh (offline), or:
 #   docker build -f deploy/redis.Dockerfile -t coderl-redis:latest .
-# Extra arguments are passed to redis-server, e.g. `docker run coderl-redis:latest --requirepass S`.
+# Extra arguments are passed to redis-server. A password comes from CODERL_REDIS_PASSWORD_FILE (a
+# mounted secret) or CODERL_REDIS_PASSWORD at start (deploy/redis-start.sh), never --requirepass.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 
@@ -20,9 +21,12 @@ RUN if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/nul
     fi \
     && redis-server --version
 
-# No password and protected mode off: the server is reachable only on the compose network and,
-# from the host, on 127.0.0.1 (docker-compose.yml). Expose it further only with --requirepass.
-RUN mkdir -p /data \
+# Protected mode off: without a password the server is reachable only on the compose network and,
+# from the host, on 127.0.0.1 (docker-compose.yml). A password is set at container start by
+# deploy/redis-start.sh (from a Docker secret or the environment), never stored in the image.
+COPY deploy/redis-start.sh /usr/local/bin/coderl-redis-start
+RUN chmod 0755 /usr/local/bin/coderl-redis-start \
+    && mkdir -p /data \
     && chown redis:redis /data \
     && chmod 0750 /data \
     && printf '%s\n' \
@@ -48,8 +52,9 @@ WORKDIR /data
 USER redis
 EXPOSE 6379
 
+# PONG, or NOAUTH with a password set: either way the server answers (no password in the probe).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=5 \
-    CMD ["sh", "-c", "[ \"$(redis-cli -p 6379 ping)\" = PONG ]"]
+    CMD ["sh", "-c", "redis-cli -p 6379 ping 2>&1 | grep -qE '^(PONG|NOAUTH)'"]
 
-ENTRYPOINT ["redis-server", "/etc/redis/coderl.conf"]
+ENTRYPOINT ["/usr/local/bin/coderl-redis-start"]
 CMD []

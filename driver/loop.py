@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.sampler import RoundReport, SamplerState
+from coderl.redis_client import redis_failure
 from learner.reports import StepReport
 
+from .health import RoleDied
 from .roles import LearnerProxy, Pending, Roles
 from .train_config import TrainConfig
 
@@ -148,16 +150,21 @@ def run_updates(
                     _count_round(round_report, clock)
                     positions[handle.sampler] = round_report.state
                 except Exception as exc:  # a sampler died: bring it back, up to MAX_SAMPLER_FAILURES
+                    if redis_failure(exc) is not None:
+                        raise  # Redis is gone past the outage limit: a restart would not help
                     failures += 1
                     produced -= per_round
                     log.warning(
                         "sampler %d failed (%s: %s); recovering", handle.sampler, type(exc).__name__, exc
                     )
                     if failures > MAX_SAMPLER_FAILURES:
-                        raise
+                        raise RoleDied(
+                            f"sampler {handle.sampler} failed {failures} times in this phase, the last "
+                            f"time with {_one_line(exc)}"
+                        ) from exc
                     roles.recover_sampler(handle.sampler, positions[handle.sampler])
                 continue
-            report: StepReport = handle.result()
+            report = _learner_result(handle)
             learner = None
             settled = report.status.settled_samples
             clock.learner_busy_s += report.train_s
@@ -172,6 +179,27 @@ def run_updates(
             on_update(report, broadcast_s, clock)
     _finish_rounds(in_flight, clock)
     return clock
+
+
+ACTOR_DEATHS = ("ActorDiedError", "RayActorError", "ActorUnavailableError", "ActorUnschedulableError")
+"""Ray's errors for an actor that is gone beyond its restarts (matched by name: ray loads only
+for Ray runs)"""
+
+
+def _learner_result(handle: Pending[StepReport]) -> StepReport:
+    """The update's report; a learner actor that died for good is a ``RoleDied`` (one line)."""
+    try:
+        return handle.result()
+    except Exception as exc:
+        if not any(cls.__name__ in ACTOR_DEATHS for cls in type(exc).__mro__):
+            raise
+        log.debug("the learner died", exc_info=True)
+        raise RoleDied(f"the learner died beyond Ray's restarts: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}"
 
 
 def _count_round(report: RoundReport, clock: PhaseClock) -> None:

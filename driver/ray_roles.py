@@ -1,7 +1,13 @@
 """The roles as Ray actors: the same plain classes (Sampler, Learner, ExecutorWorker), wrapped here
 where the actors are created, and called through the same typed interface (``RayLearner``).
 
-- Samplers restart on failure (``max_restarts``); the loop then re-sends the current weights.
+- A sampler that dies is replaced by the driver (``RayRoles.recover_sampler``), not restarted by
+  Ray: Ray re-runs a restarted actor's constructor with its original arguments, and a large one
+  (the problems, over Ray's 100 KiB inline limit) has been freed by then (ray-project/ray#53727).
+  The driver keeps each sampler's problems in the object store for the run's life, starts the new
+  actor with them and sends it the current weights and its last position.
+- Roles go to the nodes that have their custom resources (``learner.resources``,
+  ``sampler.resources``), GPUs by ``num_gpus``.
 - Executor workers restart too; requests a dead worker held are reclaimed from Redis by the others
   (or by its successor) after ``claim_idle_ms``.
 - Weights travel learner -> object store -> samplers, packed (models/weight_sync.py): the driver
@@ -23,17 +29,17 @@ from typing import Any, TypeVar
 
 import ray
 
-from actors.sampler import RoundReport, Sampler, SamplerState
+from actors.sampler import RoundReport, SamplerState
 from coderl.logs import LOG_LEVEL_ENV
 from coderl.problem import Problem
 from coderl.rollouts import TrainStreams
 from coderl.wire import SampledProgram
 from executor.service_config import WorkerConfig
 from executor.worker import ExecutorWorker
-from learner.learner import Learner
 from learner.reports import LearnerStatus, SFTReport, StepReport
 
 from .collective import SYNC_GROUP, CollectiveBroadcast, backend_of, node_ip
+from .role_metrics import ExecutorRecorder, MeteredLearner, MeteredSampler
 from .roles import LearnerProxy, Pending, Roles, executor_worker_config, learner_arguments, make_samplers
 from .services import free_port
 from .splits import ProblemSplits
@@ -47,6 +53,8 @@ log = logging.getLogger(__name__)
 
 SAMPLER_RESTART_WAIT_S = 120.0
 """how long a failed sampler may take to come back before the run gives up on it"""
+MAX_SAMPLER_REPLACEMENTS = 3
+"""new actors started in one recovery of a sampler before the run gives up on it"""
 
 
 def actor_name(channel: TrainStreams, role: str) -> str:
@@ -56,12 +64,14 @@ def actor_name(channel: TrainStreams, role: str) -> str:
 
 
 class ExecutorActor:
-    """An executor service worker inside a Ray actor (its run loop in a thread)."""
+    """An executor service worker inside a Ray actor (its run loop in a thread), recording its
+    counters as Ray metrics (driver/role_metrics.py)."""
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(self, config: WorkerConfig, run_id: str, index: int) -> None:
         self.worker = ExecutorWorker(config)
         self.thread = threading.Thread(target=self.worker.run, name="executor", daemon=True)
         self.thread.start()
+        self.recorder = ExecutorRecorder(self.worker, run_id, index)
 
     def metrics(self) -> dict[str, float]:
         return self.worker.metrics()
@@ -72,6 +82,7 @@ class ExecutorActor:
     def stop(self) -> None:
         self.worker.stop()
         self.thread.join(timeout=60)
+        self.recorder.stop()
         self.worker.executor.close()
 
 
@@ -87,7 +98,8 @@ class RayPending(Pending[T]):
 
 
 class ClusterTooSmall(ValueError):
-    """The Ray cluster lacks the GPUs the configuration asks for (its actors would never start)."""
+    """The Ray cluster lacks the GPUs or custom resources the configuration asks for (its actors
+    would never start)."""
 
 
 def check_gpus(config: TrainConfig, available: float) -> None:
@@ -101,6 +113,22 @@ def check_gpus(config: TrainConfig, available: float) -> None:
             f"{config.sampler.num_samplers} x sampler.num_gpus {config.sampler.num_gpus:g}) but the Ray "
             f"cluster has {available:g}: lower learner.world_size or the GPU requests, or add GPU nodes"
         )
+
+
+def check_resources(config: TrainConfig, cluster: dict[str, float]) -> None:
+    """Refuse custom resource requests (``learner.resources``, ``sampler.resources``) that the Ray
+    cluster's nodes do not add up to (checked in total, not node by node)."""
+    learner, sampler = config.learner, config.sampler
+    for name in sorted({*learner.resources, *sampler.resources}):
+        wanted = learner.world_size * learner.resources.get(name, 0.0)
+        wanted += sampler.num_samplers * sampler.resources.get(name, 0.0)
+        have = cluster.get(name, 0.0)
+        if wanted > have:
+            raise ClusterTooSmall(
+                f"the run asks for {wanted:g} of resource {name!r} (learner.resources x learner.world_size "
+                f"+ sampler.resources x sampler.num_samplers) but the Ray cluster has {have:g}: "
+                f"start nodes with `ray start --resources '{{\"{name}\": N}}'` or change the requests"
+            )
 
 
 class RayLearner(LearnerProxy):
@@ -156,20 +184,23 @@ class RayRoles(Roles):
             ray.init(log_to_driver=True, runtime_env=runtime_env)
         # Actors ask for no CPU slots: they are long-lived and we size them ourselves; on a small
         # host, slots would leave the third actor pending forever.
-        check_gpus(config, ray.cluster_resources().get("GPU", 0.0))
+        cluster = ray.cluster_resources()
+        check_gpus(config, cluster.get("GPU", 0.0))
+        check_resources(config, cluster)
         self.learner_ranks = _start_learner(
             config, learner_arguments(config, splits, redis_url, channel, checkpoint)
         )
         self.learner = RayLearner(self.learner_ranks)
         collective = config.sync.method == "collective"
         groups = {SYNC_GROUP: 1} if collective else None  # weight-sync calls: a thread beside the rounds
-        sampler_cls = ray.remote(
-            num_cpus=0, num_gpus=config.sampler.num_gpus, max_restarts=3, concurrency_groups=groups
-        )(Sampler)
-        self.samplers = [
-            sampler_cls.options(name=actor_name(channel, f"sampler-{kwargs['sampler_id']}")).remote(**kwargs)
+        self._sampler_cls = _sampler_class(config, groups)
+        self._channel = channel
+        self._sampler_arguments = [
+            {**kwargs, "problems": ray.put(kwargs["problems"])}  # resolved by Ray: a top-level argument
             for kwargs in make_samplers(config, splits, redis_url, channel)
         ]
+        """each sampler's constructor arguments, its problems held in the object store for the run"""
+        self.samplers = [self._start_sampler(i) for i in range(len(self._sampler_arguments))]
         self.num_samplers = len(self.samplers)
         self.collective = (
             CollectiveBroadcast(self.learner.actor, self.samplers, config.sync, backend_of(config))
@@ -181,9 +212,13 @@ class RayRoles(Roles):
         if not execution.external_workers:
             executor_cls = ray.remote(num_cpus=0, max_restarts=3, max_concurrency=4)(ExecutorActor)
             for i in range(execution.executor_actors):
-                worker = executor_worker_config(execution.worker, redis_url, execution.prefix, channel, i)
+                worker = executor_worker_config(
+                    execution.worker, redis_url, execution.prefix, channel, i, execution.redis_outage_s
+                )
                 self.executors.append(
-                    executor_cls.options(name=actor_name(channel, f"executor-{i}")).remote(worker)
+                    executor_cls.options(name=actor_name(channel, f"executor-{i}")).remote(
+                        worker, channel.run_id, i
+                    )
                 )
         ray.get([actor.pid.remote() for actor in self.executors])  # fail now if a sandbox pool cannot start
         self._weights_ref: Any = None
@@ -236,22 +271,48 @@ class RayRoles(Roles):
         self._known_states = dict(enumerate(ray.get([s.get_state.remote() for s in self.samplers])))
 
     def recover_sampler(self, sampler: int, state: SamplerState) -> None:
+        """The sampler (a new actor in place of a dead one) gets the current weights and ``state``."""
         if self.collective is not None:
-            self.collective.reset()  # the restarted sampler is in no group: the next broadcast rebuilds it
+            self.collective.reset()  # a new sampler is in no group: the next broadcast rebuilds it
         if self._weights_ref is None:
             self._weights_ref = self.learner.weights_ref()
-        actor = self.samplers[sampler]
         deadline = time.monotonic() + SAMPLER_RESTART_WAIT_S
+        replaced = 0
         while True:
-            try:  # calls made while Ray restarts the actor fail: retry until it is back
+            actor = self.samplers[sampler]
+            try:
                 weights = actor.set_weights.remote(self._weights_ref)
                 ray.get([weights, actor.restore.remote(state)])
                 self._known_states[sampler] = ray.get(actor.get_state.remote())
                 return
-            except ray.exceptions.ActorUnavailableError:
+            except ray.exceptions.ActorDiedError:
+                replaced += 1
+                if replaced > MAX_SAMPLER_REPLACEMENTS:
+                    raise  # its constructor keeps failing: not a lost process
+                self._replace_sampler(sampler, deadline)
+            except ray.exceptions.ActorUnavailableError:  # unreachable for now (e.g. its node is busy)
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+
+    def _start_sampler(self, index: int) -> Any:
+        name = actor_name(self._channel, f"sampler-{index}")
+        return self._sampler_cls.options(name=name).remote(**self._sampler_arguments[index])
+
+    def _replace_sampler(self, index: int, deadline: float) -> None:
+        """A new actor, same name and arguments, for the dead sampler ``index``."""
+        log.warning("sampler %d died; starting a new one", index)
+        ray.kill(self.samplers[index], no_restart=True)  # (dead already) its name is released with it
+        while True:
+            try:
+                self.samplers[index] = self._start_sampler(index)
+                break
+            except ValueError:  # Ray has not released the dead actor's name yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        if self.collective is not None:
+            self.collective.samplers[index] = self.samplers[index]
 
     def shutdown(self) -> None:
         stops = [actor.stop.remote() for actor in self.executors]
@@ -261,6 +322,7 @@ class RayRoles(Roles):
             log.warning("executor actors did not stop cleanly: %s", exc)
         for actor in [*self.executors, *self.samplers, *self.learner_ranks]:
             ray.kill(actor)
+        self._sampler_arguments.clear()  # their problems leave the object store
 
 
 class _RoundPending(RayPending[RoundReport]):
@@ -290,10 +352,21 @@ class _RanksPending(RayPending[T]):
         return super().result()
 
 
+def _sampler_class(config: TrainConfig, groups: dict[str, int] | None) -> Any:
+    """The samplers' actor class. No max_restarts: the driver replaces a dead sampler itself
+    (module docstring)."""
+    sampler = config.sampler
+    return ray.remote(
+        num_cpus=0, num_gpus=sampler.num_gpus, resources=sampler.resources, concurrency_groups=groups
+    )(MeteredSampler)
+
+
 def _start_learner(config: TrainConfig, arguments: dict[str, Any]) -> list[Any]:
     """The learner's ranks (``learner.world_size``), joined into one torch.distributed group."""
     world_size = config.learner.world_size
-    learner_cls = ray.remote(num_cpus=0, num_gpus=config.learner.num_gpus)(Learner)
+    learner_cls = ray.remote(
+        num_cpus=0, num_gpus=config.learner.num_gpus, resources=config.learner.resources
+    )(MeteredLearner)
     channel: TrainStreams = arguments["channel"]
     ranks = [
         learner_cls.options(name=actor_name(channel, "learner" if rank == 0 else f"learner-{rank}")).remote(

@@ -167,6 +167,7 @@ def learner_arguments(
         "checkpoint": checkpoint,
         "seed": config.seed,
         "audit_file": config.run_dir / AUDIT_FILE if config.learner.audit else None,
+        "redis_outage_s": config.execution.redis_outage_s,
     }
 
 
@@ -189,18 +190,26 @@ def make_samplers(
             "channel": channel,
             "greedy_baseline": config.learner.loss.baseline == "greedy",
             "seed": config.seed,
+            "redis_outage_s": config.execution.redis_outage_s,
         }
         for i in range(count)
     ]
 
 
 def executor_worker_config(
-    settings: WorkerSettings, redis_url: str, prefix: str, channel: TrainStreams, index: int
+    settings: WorkerSettings,
+    redis_url: str,
+    prefix: str,
+    channel: TrainStreams,
+    index: int,
+    redis_outage_s: float,
 ) -> WorkerConfig:
-    """The configuration of the ``index``-th executor worker the run starts itself."""
+    """The configuration of the ``index``-th executor worker the run starts itself
+    (``redis_outage_s``: the run's execution.redis_outage_s)."""
     return WorkerConfig(
         **settings.model_dump(),
         redis_url=redis_url,
+        redis_outage_s=redis_outage_s,
         prefix=prefix,
         worker_id=f"{channel.run_id}-executor-{index}",
     )
@@ -225,7 +234,9 @@ class LocalRoles(Roles):
         self.executors = []
         if not execution.external_workers:
             for i in range(execution.executor_actors):
-                worker = executor_worker_config(execution.worker, redis_url, execution.prefix, channel, i)
+                worker = executor_worker_config(
+                    execution.worker, redis_url, execution.prefix, channel, i, execution.redis_outage_s
+                )
                 self.executors.append(ExecutorThread(worker))
 
     def submit_round(self, sampler: int) -> Pending[RoundReport]:

@@ -11,12 +11,14 @@ from typing import Any
 import redis
 
 from coderl.problem import Problem
+from coderl.redis_client import DEFAULT_OUTAGE_S, open_client
 from coderl.rollouts import TrainStreams, queue_depths
 from executor.client import ClientConfig, RedisExecutionClient
 from executor.engine import ExecutionItem
 from learner.checkpoint import RunState, keep_milestone, write_checkpoint_dir, write_json
 from learner.reports import StepReport
 
+from .health import HealthWatcher
 from .loop import PhaseClock
 from .metrics import PHASE_KEY, MetricsSink
 from .roles import LearnerProxy, Roles
@@ -33,12 +35,26 @@ verdict of each problem's greedy program"""
 
 
 def evaluate(
-    learner: LearnerProxy, problems: Sequence[Problem], config: EvalConfig, redis_url: str, prefix: str
+    learner: LearnerProxy,
+    problems: Sequence[Problem],
+    config: EvalConfig,
+    redis_url: str,
+    prefix: str,
+    redis_outage_s: float = DEFAULT_OUTAGE_S,
 ) -> dict[str, Any]:
     """Held-out pass@1 of the learner's policy with greedy decoding, judged by the executor workers."""
     chosen = list(problems[: config.problems])
     programs = learner.greedy_programs(chosen, config.max_new_tokens)
-    client = RedisExecutionClient(ClientConfig(redis_url=redis_url, prefix=prefix, timeout_s=1800))
+    # The batch client fails fast when Redis is not there at all: wait out a restart first.
+    waiting = open_client(redis_url, redis_outage_s)
+    try:
+        waiting.ping()
+    finally:
+        waiting.close()
+    client_config = ClientConfig(
+        redis_url=redis_url, prefix=prefix, timeout_s=1800, redis_down_timeout_s=redis_outage_s
+    )
+    client = RedisExecutionClient(client_config)
     try:
         by_id = {p.task_id: p for p in chosen}
         results = client.execute_many(
@@ -75,10 +91,12 @@ class Run:
     ) -> None:
         self.config, self.roles, self.splits, self.state = config, roles, splits, state
         self.redis_url, self.channel = redis_url, channel
-        self.client = redis.Redis.from_url(redis_url, socket_timeout=10)
+        self.client = open_client(redis_url, config.execution.redis_outage_s, socket_timeout=10)
         # A resumed run goes on from its checkpoint's step: records a killed run wrote past it move aside.
         self.metrics = MetricsSink(config.run_dir, resume_step=self.global_step)
         self._queue_metrics = True
+        self.health: HealthWatcher | None = None
+        """the executors' watch (driver/health.py), once the run has started it"""
 
     @property
     def global_step(self) -> int:
@@ -105,6 +123,7 @@ class Run:
         values = report.stats | clock.rates(self.roles.num_samplers, self._sandboxes())
         values |= {"sync/weight_broadcast_s": broadcast_s, "learner/wait_s": report.wait_s}
         values |= {"learner/train_s": report.train_s, "learner/policy_version": report.status.policy_version}
+        values |= self.health.metrics() if self.health is not None else {}
         self.metrics.write(self.global_step, values | self._queue_depths())
 
     def maybe_checkpoint(self, phase_step: int) -> None:
@@ -118,7 +137,12 @@ class Run:
             return
         execution = self.config.execution
         result = evaluate(
-            self.roles.learner, self.splits.held_out, self.config.eval, self.redis_url, execution.prefix
+            self.roles.learner,
+            self.splits.held_out,
+            self.config.eval,
+            self.redis_url,
+            execution.prefix,
+            execution.redis_outage_s,
         )
         # The learner's own version: a run may start from a checkpoint that has one already.
         result |= {"when": when, "policy_version": self.roles.learner.status().policy_version}

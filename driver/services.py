@@ -1,5 +1,6 @@
 """Services a training run starts for itself when none is configured: a Redis server kept in the run
-directory (append-only, so a resumed run finds its streams again) and executor workers.
+directory (append-only, so a resumed run finds its streams again; restarted when it dies) and
+executor workers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import redis
 
+from coderl.redis_client import RedisAuthError, RedisUnavailable
 from executor.service_config import WorkerConfig
 from executor.worker import ExecutorWorker
 
@@ -31,7 +33,16 @@ def free_port() -> int:
 
 
 class RunRedis:
-    """``redis-server`` on a free local port with its data in ``directory`` (append-only file)."""
+    """``redis-server`` on a free local port with its data in ``directory`` (append-only file),
+    supervised: a watcher thread restarts a server that dies (kill -9, OOM killer) on the same port
+    and directory, from its append-only file, until ``stop()``.
+
+    The append-only file is fsynced before each reply (``appendfsync always``), so a server killed
+    at any moment comes back with every write a client was told had happened: no acknowledged
+    result, request or acknowledgement is lost or replayed. Clients retry through the restart
+    (coderl/redis_client.py); the run stops only if Redis stays away longer than
+    execution.redis_outage_s.
+    """
 
     def __init__(self, directory: Path, start_timeout_s: float = 20.0) -> None:
         binary = shutil.which("redis-server")
@@ -47,8 +58,9 @@ class RunRedis:
         _stop_orphan(pidfile)
         self.port = free_port()
         self.log_file = directory / "redis.log"
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory)]
-        args += [
+        self.start_timeout_s = start_timeout_s
+        self.args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory)]
+        self.args += [
             "--pidfile",
             str(pidfile),
             "--save",
@@ -56,25 +68,42 @@ class RunRedis:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "everysec",
+            "always",
             "--logfile",
             str(self.log_file),
         ]
-        # Its own session: a Ctrl-C in the terminal reaches the driver, which stops the workers
-        # first and this server last, so no worker sees Redis vanish under it.
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
-        self._wait_ready(start_timeout_s)
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # held while (re)starting: stop() never races a restart
+        try:
+            self.process = self._start()
+        except RuntimeError:
+            self._stopping.set()
+            raise
+        self._watcher = threading.Thread(target=self._watch, name="run-redis-watcher", daemon=True)
+        self._watcher.start()
         log.info("started redis-server for the run at %s (data in %s)", self.url, directory)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def _start(self) -> subprocess.Popen[bytes]:
+        # Its own session: a Ctrl-C in the terminal reaches the driver, which stops the workers
+        # first and this server last, so no worker sees Redis vanish under it.
+        process = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            self._wait_ready(process)
+        except RuntimeError:
+            _end(process)
+            raise
+        return process
+
+    def _wait_ready(self, process: subprocess.Popen[bytes]) -> None:
         probe = redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + self.start_timeout_s
         try:
             while True:
                 try:
@@ -82,22 +111,66 @@ class RunRedis:
                         return
                 except redis.RedisError:  # not listening yet, or still loading its append-only file
                     pass
-                if self.process.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is not None or time.monotonic() > deadline:
                     tail = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
-                    self.stop()
                     raise RuntimeError(f"redis-server did not start on port {self.port}:\n{tail}")
                 time.sleep(0.05)
         finally:
             probe.close()
 
+    def _watch(self) -> None:
+        """Restart the server whenever it exits, until ``stop()``."""
+        delay = 0.5
+        while True:
+            status = self.process.wait()
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                log.warning(
+                    "redis-server of the run (port %d) exited with %s; restarting it from its "
+                    "append-only file (clients retry meanwhile)",
+                    self.port,
+                    _exit_status(status),
+                )
+                try:
+                    self.process = self._start()
+                    self.restarts += 1
+                    delay = 0.5
+                    log.warning("redis-server of the run is back on port %d", self.port)
+                    continue
+                except RuntimeError as exc:  # e.g. the port was taken meanwhile: try again
+                    log.error("restarting redis-server failed: %s", " ".join(str(exc).split())[:500])
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, 10.0)
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # SIGTERM: redis flushes its append-only file and exits
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        # The watcher first: a server stopped on purpose must not be restarted.
+        self._stopping.set()
+        with self._lock:
+            _end(self.process)
+        watcher = getattr(self, "_watcher", None)
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(timeout=5)
+
+
+def _end(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()  # SIGTERM: redis flushes its append-only file and exits
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def _exit_status(status: int) -> str:
+    if status < 0:
+        try:
+            return f"signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"signal {-status}"
+    return f"exit status {status}"
 
 
 def _stop_orphan(pidfile: Path) -> None:
@@ -121,10 +194,14 @@ class ExecutorThread:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.worker = ExecutorWorker(config)
-        self.thread = threading.Thread(
-            target=self.worker.run, name=f"executor-{config.worker_id}", daemon=True
-        )
+        self.thread = threading.Thread(target=self._serve, name=f"executor-{config.worker_id}", daemon=True)
         self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.worker.run()
+        except (RedisUnavailable, RedisAuthError) as exc:  # the roles stop the run with the same error
+            log.error("executor worker %s stopped: %s", self.worker.config.worker_id, exc)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         self.worker.stop()

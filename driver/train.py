@@ -24,10 +24,12 @@ import redis
 from coderl import streams
 from coderl.config import dump_config
 from coderl.problem import Problem, ProblemFormatError
+from coderl.redis_client import open_client, redact_url, redis_failure
 from coderl.rollouts import TrainStreams
 from learner.checkpoint import RunState, latest_checkpoint
 from models.names import UnknownModelError, check_model_name
 
+from .health import HealthWatcher, reap_sandboxes, run_failure
 from .phases import phases_of
 from .roles import LocalRoles, Roles, learner_arguments
 from .run import EVALUATIONS_FILE, Run, read_evaluations
@@ -67,15 +69,22 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     splits = _preflight(config)
     fresh = run_id is None
     run_id = run_id or uuid.uuid4().hex[:8]
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    (config.run_dir / RUN_FILE).write_text(json.dumps({"run_id": run_id}) + "\n")
-    (config.run_dir / "config.yaml").write_text(dump_config(config) + "\n")
+    try:
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        (config.run_dir / RUN_FILE).write_text(json.dumps({"run_id": run_id}) + "\n")
+        (config.run_dir / "config.yaml").write_text(dump_config(config) + "\n")
+    except OSError as exc:  # a full or read-only run directory: one line, exit code 3
+        failure = run_failure(exc, config.run_dir)
+        if failure is None:
+            raise
+        raise RunError(failure, SERVICE_ERROR) from None
     try:
         with ExitStack() as stack:
             redis_url = _redis(config, stack)
             names = streams.StreamNames(prefix=config.execution.prefix)
             channel = TrainStreams(names, run_id)
-            _store_problems(redis_url, names, splits.all())
+            _store_problems(redis_url, names, splits.all(), config.execution.redis_outage_s)
+            reap_sandboxes(config.execution.worker.executor.sandbox, redis_url, names.prefix)
             roles = _start_roles(config, splits, redis_url, channel, checkpoint)
             stack.callback(roles.shutdown)  # before Redis stops: workers never see it go away
             fresh = False  # from here on the run directory is the run's, errors or not
@@ -85,11 +94,23 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
                 roles.restore_samplers([SamplerState.model_validate(s) for s in state.samplers])
             run = Run(config, roles, splits, state, redis_url, channel)
             stack.callback(run.close)
+            execution = config.execution
+            run.health = HealthWatcher(redis_url, execution.prefix, execution.no_executor_grace_s).start()
+            stack.callback(run.health.stop)  # first: the roles' own shutdown is no executor death
             _run_phases(config, run)
-    except BaseException:
+    except BaseException as exc:
         if fresh:  # nothing ran: leave no half-made run directory to block the retry
             _remove_fresh_run(config.run_dir)
-        raise
+        # Redis gone longer than execution.redis_outage_s, or a refused password, in any role (a
+        # Ray task error carries it as its cause): one line, exit code 3.
+        failure = redis_failure(exc) if isinstance(exc, Exception) else None
+        if failure is None:  # a role died for good, or the run directory is full or read-only
+            if (stopped := run_failure(exc, config.run_dir)) is not None:
+                raise RunError(stopped, SERVICE_ERROR) from None
+        if failure is None:
+            raise
+        where = "" if fresh else f" (run directory {config.run_dir})"
+        raise RunError(f"{failure}{where}", SERVICE_ERROR) from None
     return TrainResult(config.run_dir, state)
 
 
@@ -173,15 +194,18 @@ def _redis(config: TrainConfig, stack: ExitStack) -> str:
     return server.url
 
 
-def _store_problems(redis_url: str, names: streams.StreamNames, problems: Sequence[Problem]) -> None:
-    client = redis.Redis.from_url(redis_url, socket_timeout=60)
+def _store_problems(
+    redis_url: str, names: streams.StreamNames, problems: Sequence[Problem], outage_s: float
+) -> None:
+    client = open_client(redis_url, outage_s)
     try:
         pipe = client.pipeline(transaction=False)
         for problem in problems:
             streams.store_problem(pipe, names, problem)  # type: ignore[arg-type]
-        pipe.execute()
-    except redis.RedisError as exc:
-        raise RunError(f"Redis at {redis_url}: {exc}", SERVICE_ERROR) from None
+        pipe.execute()  # SETs: sending them again after a lost reply changes nothing
+    except redis.RedisError as exc:  # RedisUnavailable, RedisAuthError: one line already
+        message = str(exc) if redis_failure(exc) else f"Redis at {redact_url(redis_url)}: {exc}"
+        raise RunError(message, SERVICE_ERROR) from None
     finally:
         client.close()
 

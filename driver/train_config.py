@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from actors.config import PolicyConfig, SamplerConfig, SyncConfig
+from coderl.redis_client import DEFAULT_OUTAGE_S
 from executor.config import ExecutorConfig
 from executor.service_config import WorkerSettings
 from learner.config import CriticTrainingConfig, LearnerConfig, OptimizerConfig, PhasesConfig, SFTConfig
@@ -62,6 +63,12 @@ class ExecutionConfig(BaseModel):
     their own)"""
     prefix: str = "coderl"
     """namespace of the run's streams and keys in Redis (the workers' prefix too)"""
+    redis_outage_s: float = Field(default=DEFAULT_OUTAGE_S, gt=0)
+    """every role retries an unreachable Redis this long (with backoff), then the run stops with a
+    one-line error saying how to resume; the run's own redis-server is restarted at once"""
+    no_executor_grace_s: float = Field(default=60.0, gt=0)
+    """stop the run (one line, exit 3) when no executor worker has heartbeated for this long while
+    requests wait (driver/health.py); a worker that stops is reported at once, with what is left"""
 
 
 class EvalConfig(BaseModel):

@@ -5,9 +5,11 @@ result per sample; ``coderl execute --redis-url URL`` and training runs send it 
     coderl worker [--redis-url URL] [--workers N] [--health-port P] [--config FILE] [--set k=v ...]
     python -m executor health [--port P] [--path /readyz]     # exit 0 if healthy (for probes)
 
-Config precedence: environment (CODERL_REDIS_URL, CODERL_EXECUTOR_WORKERS, CODERL_HEALTH_PORT,
-CODERL_WORKER_ID, CODERL_PREFIX), then --config FILE (WorkerConfig, executor/service_config.py),
-then --set, then the flags. ``coderl executor`` is a deprecated name of this command.
+Config precedence: environment (CODERL_REDIS_URL, CODERL_REDIS_OUTAGE_S, CODERL_EXECUTOR_WORKERS,
+CODERL_HEALTH_PORT, CODERL_WORKER_ID, CODERL_PREFIX), then --config FILE (WorkerConfig,
+executor/service_config.py), then --set, then the flags. A Redis unreachable for longer than
+redis_outage_s, or one that refuses the password, ends the worker with one line and exit code 3.
+``coderl executor`` is a deprecated name of this command.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import signal
 import sys
 import urllib.request
 
+from coderl.cli import CommandError
 from coderl.cliconfig import CommandParser, add_config_options, load_command_config, redis_url
 from coderl.config import ConfigError
 from coderl.logs import setup_logging
+from coderl.redis_client import RedisAuthError, RedisUnavailable
 
 from .service_config import WorkerConfig
 
@@ -30,6 +34,7 @@ HELP = "serve execution requests from Redis streams (an executor service worker)
 DESCRIPTION = __doc__
 ENV_OVERRIDES = {
     "CODERL_REDIS_URL": "redis_url",
+    "CODERL_REDIS_OUTAGE_S": "redis_outage_s",
     "CODERL_EXECUTOR_WORKERS": "executor.workers",
     "CODERL_HEALTH_PORT": "health_port",
     "CODERL_WORKER_ID": "worker_id",
@@ -83,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: worker.stop())
     try:
         worker.run()
+    except (RedisUnavailable, RedisAuthError) as exc:  # one line each, the password redacted
+        raise CommandError(str(exc), exit_code=3) from None
     finally:
         if health is not None:
             health.stop()
@@ -119,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{parser.prog}: error: {exc}\n")
         return 2
+    except CommandError as exc:
+        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
+        return exc.exit_code
 
 
 if __name__ == "__main__":

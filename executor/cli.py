@@ -349,7 +349,9 @@ def _execute(
             results = executor.execute_many(items, on_result=on_result)
             return results, time.monotonic() - started
         except _batch_errors(config) as exc:  # only with --redis-url
-            url = getattr(config, "redis_url", "")
+            from coderl.redis_client import redact_url  # imports redis: --redis-url only
+
+            url = redact_url(getattr(config, "redis_url", ""))
             raise CommandError(f"--redis-url {url}: {exc}", exit_code=SANDBOX_UNAVAILABLE) from None
         finally:
             _close(executor)

@@ -19,12 +19,11 @@ from typing import Any, TypeVar
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from coderl import streams
 from coderl.execution import ErrorInfo, ExecutionResult
 from coderl.outcomes import Verdict
+from coderl.redis_client import DEFAULT_OUTAGE_S, auth_error, open_client, redact_url, unavailable_error
 from coderl.wire import MAX_PROGRAM_CHARS, DeadLetter, ExecutionReport, ExecutionRequest
 
 from .engine import ExecutionItem, collect_in_order
@@ -39,6 +38,7 @@ class ClientConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     redis_url: str = "redis://localhost:6379/0"
+    """redis://[:PASSWORD@]HOST:PORT/DB, or rediss:// (TLS)"""
     prefix: str = "coderl"
     """namespace of the workers' streams (their WorkerConfig.prefix)"""
     max_outstanding: int = Field(default=10_000, ge=1)
@@ -47,8 +47,8 @@ class ClientConfig(BaseModel):
     """fail when no worker heartbeat is seen (and no result arrives) for this long"""
     timeout_s: float | None = Field(default=None, gt=0)
     """whole-batch limit (None: none)"""
-    redis_down_timeout_s: float = Field(default=60.0, gt=0)
-    """keep retrying an unreachable Redis this long before failing"""
+    redis_down_timeout_s: float = Field(default=DEFAULT_OUTAGE_S, gt=0)
+    """keep retrying an unreachable Redis this long before failing (RedisUnavailable, one line)"""
     submit_chunk: int = Field(default=500, ge=1)
     read_count: int = Field(default=1000, ge=1)
     block_ms: int = Field(default=500, ge=10)
@@ -69,7 +69,7 @@ BATCH_ERRORS = (NoWorkersError, BatchTimeoutError, redis.RedisError)
 def redis_url(value: str) -> str:
     """An argparse type: ``redis://HOST:PORT[/DB]`` (or rediss://, unix://)."""
     if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise argparse.ArgumentTypeError(f"expected redis://HOST:PORT[/DB], got {value!r}")
+        raise argparse.ArgumentTypeError(f"expected redis://HOST:PORT[/DB], got {redact_url(value)!r}")
     return value
 
 
@@ -93,9 +93,7 @@ class RedisExecutionClient:
         self.config = config or ClientConfig()
         self.names = streams.StreamNames(prefix=self.config.prefix)
         # No silent retries inside redis-py: a lost XREADGROUP reply must be seen here (see _read).
-        self.redis = redis.Redis.from_url(
-            self.config.redis_url, socket_timeout=30, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
-        )
+        self.redis = open_client(self.config.redis_url, retry=False, socket_timeout=30)
         self.client_id = uuid.uuid4().hex[:12]
         self.progress = Progress()
         self._batches = 0
@@ -128,7 +126,10 @@ class RedisExecutionClient:
         self._waiting = {}
         started = self._alive_at = time.monotonic()
         self._next_check = self._next_dead = 0.0
-        self.redis.ping()  # fail fast when Redis is not there at all
+        try:  # fail fast when Redis is not there at all (a wrong URL); a refused password: one line
+            self.redis.ping()
+        except redis.AuthenticationError as exc:
+            raise auth_error(self.config.redis_url, exc) from None
         finished = False
         try:
             self._call(streams.ensure_group, self.redis, stream, RESULTS_GROUP)
@@ -251,9 +252,9 @@ class RedisExecutionClient:
             self._alive_at = now
         elif now - self._alive_at >= self.config.no_worker_timeout_s:
             raise NoWorkersError(
-                f"no executor workers are serving {self.config.redis_url}: start them with `docker compose "
-                f"up` or `python -m executor` (no heartbeat under prefix {self.config.prefix!r} for "
-                f"{self.config.no_worker_timeout_s:g} s)"
+                f"no executor workers are serving {redact_url(self.config.redis_url)}: start them with "
+                f"`docker compose up` or `python -m executor` (no heartbeat under prefix "
+                f"{self.config.prefix!r} for {self.config.no_worker_timeout_s:g} s)"
             )
 
     def _cleanup(self, stream: str, unanswered: list[str], finished: bool) -> None:
@@ -271,19 +272,22 @@ class RedisExecutionClient:
             log.warning("could not clean up batch stream %s: %s", stream, exc)
 
     def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args)``, retried while Redis is unreachable (up to ``redis_down_timeout_s``)."""
-        deadline = time.monotonic() + self.config.redis_down_timeout_s
+        """``fn(*args)``, retried while Redis is unreachable (up to ``redis_down_timeout_s``, then
+        ``RedisUnavailable``); a refused password raises ``RedisAuthError`` at once. A step sent
+        again after a lost reply is harmless: see ``_submit`` and ``_read``."""
+        started = time.monotonic()
         delay = 0.1
         while True:
             try:
                 return fn(*args, **kwargs)
+            except redis.AuthenticationError as exc:  # a ConnectionError, but never transient
+                raise auth_error(self.config.redis_url, exc) from None
             except TRANSIENT as exc:
                 self._recover = True
-                if time.monotonic() + delay > deadline:
-                    raise redis.ConnectionError(
-                        f"redis at {self.config.redis_url} unreachable for "
-                        f"{self.config.redis_down_timeout_s:g} s: {exc}"
-                    ) from exc
-                log.warning("redis unavailable (%s); retrying in %.1f s", exc, delay)
-                time.sleep(delay)
+                waited = time.monotonic() - started
+                if waited >= self.config.redis_down_timeout_s:
+                    raise unavailable_error(self.config.redis_url, waited, exc) from None
+                if delay == 0.1:  # once per outage, not per attempt
+                    log.warning("redis unavailable (%s: %s); retrying", type(exc).__name__, exc)
+                time.sleep(min(delay, self.config.redis_down_timeout_s - waited + 0.01))
                 delay = min(delay * 2, 2.0)

@@ -8,6 +8,20 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class SandboxOwner(BaseModel):
+    """Who a pool's containers belong to, written on each as labels so that a later worker can tell
+    a dead owner's containers from a live one's (executor/sandbox/owner.py). Filled in by the
+    worker (WorkerConfig); empty for a bare Executor, whose process alone then identifies it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    worker_id: str = ""
+    prefix: str = ""
+    """the worker's stream prefix: with ``worker_id``, its heartbeat key {prefix}:worker:{id}"""
+    redis_url: str = Field(default="", repr=False)
+    """the Redis holding that heartbeat (labels carry it without its password)"""
+
+
 class SandboxConfig(BaseModel):
     """Where programs run. ``process`` is weaker than ``docker`` and must be asked for."""
 
@@ -38,6 +52,8 @@ class SandboxConfig(BaseModel):
     """import numpy in the zygote, so a program that uses it does not spend ~70 ms importing it;
     off by default: a zygote holding numpy makes every program's fork ~0.5 ms dearer and every
     sandbox start ~70 ms slower, and few programs use numpy (APPS's ``np`` loads on first use)"""
+    owner: SandboxOwner = Field(default_factory=SandboxOwner, exclude=True)
+    """set by the process that starts the pool, never a setting: left out of dumped configurations"""
 
 
 class LimitsConfig(BaseModel):

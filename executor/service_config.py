@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import socket
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .config import ExecutorConfig
+from coderl.redis_client import DEFAULT_OUTAGE_S
+
+from .config import ExecutorConfig, SandboxOwner
 
 
 def _default_worker_id() -> str:
@@ -46,7 +48,20 @@ class WorkerConfig(WorkerSettings):
     """A worker process: its settings plus where it connects and who it is."""
 
     redis_url: str = "redis://localhost:6379/0"
-    """Redis holding the request/result streams (env CODERL_REDIS_URL)"""
+    """Redis holding the request/result streams (env CODERL_REDIS_URL): redis://[:PASSWORD@]HOST:PORT/DB
+    or rediss:// (TLS)"""
+    redis_outage_s: float = Field(default=DEFAULT_OUTAGE_S, gt=0)
+    """retry an unreachable Redis this long, then exit with a one-line error (env CODERL_REDIS_OUTAGE_S)"""
     prefix: str = "coderl"
     """namespace of every stream and key (coderl/streams.py)"""
     worker_id: str = Field(default_factory=_default_worker_id)
+
+    @model_validator(mode="after")
+    def _label_sandboxes(self) -> WorkerConfig:
+        """The worker's sandboxes carry its id, prefix and Redis (executor/sandbox/owner.py), so a
+        worker starting later can tell, by this worker's heartbeat, whether they are abandoned."""
+        owner = SandboxOwner(worker_id=self.worker_id, prefix=self.prefix, redis_url=self.redis_url)
+        sandbox = self.executor.sandbox.model_copy(update={"owner": owner})
+        # frozen: set once, here, while the model is being built
+        object.__setattr__(self, "executor", self.executor.model_copy(update={"sandbox": sandbox}))
+        return self

@@ -8,7 +8,12 @@ Delivery guarantees (see coderl/streams.py for the layout):
   - a request that keeps failing (SANDBOX_ERROR every time) is dead-lettered after
     ``max_deliveries``; a malformed one at once, with the reason; neither stops the worker;
   - SIGTERM stops reading, lets in-flight programs finish for ``drain_timeout_s`` and hands the
-    rest back (their idle time is set so another worker reclaims them immediately).
+    rest back (their idle time is set so another worker reclaims them immediately);
+  - Redis going away is waited out (each step is tried again, /readyz says not ready meanwhile);
+    after ``redis_outage_s`` without Redis the worker stops with ``RedisUnavailable`` (one line),
+    and a refused password stops it at once with ``RedisAuthError``. A step sent again after a lost
+    reply does no harm: a request read but never seen stays pending and is reclaimed, and the
+    publication is once per sample id.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pydantic import ValidationError
 from coderl import streams
 from coderl.outcomes import Verdict
 from coderl.problem import Problem
+from coderl.redis_client import auth_error, open_client, unavailable_error
 from coderl.wire import DeadLetter, ExecutionReport, ExecutionRequest
 
 from .engine import Executor
@@ -33,13 +39,16 @@ from .service_config import WorkerConfig
 log = logging.getLogger(__name__)
 PAYLOAD_KEEP = 2000
 HAND_BACK_IDLE_MS = 86_400_000
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError)  # BusyLoadingError is a ConnectionError
+STOP_HINT = "the worker stops: start Redis again, then the worker (compose restarts it by itself)"
 
 
 class ExecutorWorker:
     def __init__(self, config: WorkerConfig, executor: Executor | None = None) -> None:
         self.config = config
         self.names = streams.StreamNames(prefix=config.prefix)
-        self.redis = redis.Redis.from_url(config.redis_url, socket_timeout=30, health_check_interval=10)
+        # No retries inside redis-py: the loop retries whole steps, and knows Redis is down meanwhile.
+        self.redis = open_client(config.redis_url, config.redis_outage_s, retry=False, socket_timeout=30)
         self.executor = executor or Executor(config.executor)
         # Requests in flight: one running per sandbox plus ``prefetch`` read ahead, so a sandbox that
         # finishes starts its next program at once instead of waiting for the next read.
@@ -56,24 +65,44 @@ class ExecutorWorker:
         self.redis_ok = False
         self._next_heartbeat = self._next_reclaim = 0.0
         self._claim_cursor = "0-0"
+        self._down_since: float | None = None
 
     # --- main loop ---------------------------------------------------------------------------
     def run(self) -> None:
         log.info("worker %s serving %s", self.config.worker_id, self.names.requests)
-        while not self.stopping.is_set():
-            self.last_loop = time.monotonic()
-            try:
-                self._step()
-                self.redis_ok = True
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
-                self.redis_ok = False
-                log.warning("redis unavailable (%s); retrying", exc)
-                self.stopping.wait(1.0)
-            except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                streams.ensure_group(self.redis, self.names.requests, self.names.group)
-        self._drain()
+        try:
+            while not self.stopping.is_set():
+                self.last_loop = time.monotonic()
+                try:
+                    self._step()
+                    self._redis_back()
+                except redis.AuthenticationError as exc:  # a ConnectionError, but never transient
+                    raise auth_error(self.config.redis_url, exc) from None
+                except TRANSIENT as exc:
+                    self._redis_down(exc)
+                    self.stopping.wait(1.0)
+                except redis.ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    streams.ensure_group(self.redis, self.names.requests, self.names.group)
+        finally:
+            self._drain()
+
+    def _redis_down(self, exc: Exception) -> None:
+        """Note a failed step; past ``redis_outage_s`` without Redis, raise ``RedisUnavailable``."""
+        self.redis_ok = False
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = now
+            log.warning("redis unavailable (%s: %s); retrying", type(exc).__name__, exc)
+        if now - self._down_since > self.config.redis_outage_s:
+            raise unavailable_error(self.config.redis_url, now - self._down_since, exc, STOP_HINT) from None
+
+    def _redis_back(self) -> None:
+        if self._down_since is not None:
+            log.warning("redis reachable again after %.1f s", time.monotonic() - self._down_since)
+        self._down_since = None
+        self.redis_ok = True
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -191,7 +220,7 @@ class ExecutorWorker:
             self.slots.release()
 
     def _publish(self, entry_id: str, report: ExecutionReport, results_stream: str) -> None:
-        delay = 0.2
+        delay, deadline = 0.2, time.monotonic() + self.config.redis_outage_s
         while True:
             try:
                 first = streams.publish_once(
@@ -206,7 +235,13 @@ class ExecutorWorker:
                 self.counters["published" if first else "duplicates_suppressed"] += 1
                 self.counters[f"verdict:{report.result.verdict.value}"] += 1
                 return
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            except redis.AuthenticationError as exc:
+                log.error("%s", auth_error(self.config.redis_url, exc))
+                return  # the request stays pending: another worker runs it again
+            except TRANSIENT as exc:
+                if time.monotonic() > deadline:  # the request stays pending: it is reclaimed and run again
+                    log.error("result of %s not published: redis unavailable (%s)", report.sample_id, exc)
+                    return
                 log.warning("publishing %s: %s; retrying", report.sample_id, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)

@@ -15,6 +15,7 @@ place, so a kill at any moment leaves a complete checkpoint to resume from.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -26,7 +27,15 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["RunState", "keep_milestone", "latest_checkpoint", "load_rng", "save_rng", "write_checkpoint_dir"]
+__all__ = [
+    "RunState",
+    "keep_milestone",
+    "latest_checkpoint",
+    "load_rng",
+    "run_dir_failure",
+    "save_rng",
+    "write_checkpoint_dir",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +128,11 @@ def write_checkpoint_dir(run_dir: Path, name: str, fill: Any, keep: int = 2) -> 
     try:
         fill(tmp)
         _fsync_tree(tmp)
-    except BaseException:
+    except BaseException as exc:
+        full = not isinstance(exc, OSError) and _nearly_full(root)
         shutil.rmtree(tmp, ignore_errors=True)  # a full disk: leave no half-written folder behind
+        if full:  # torch.save says only "unexpected pos ..." when the disk fills under it
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from exc
         raise
     final, old = root / name, root / f".{name}{OLD}"
     shutil.rmtree(old, ignore_errors=True)
@@ -128,9 +140,13 @@ def write_checkpoint_dir(run_dir: Path, name: str, fill: Any, keep: int = 2) -> 
         final.rename(old)
     tmp.rename(final)
     pointer_tmp = root / f".{LATEST}.tmp"
-    pointer_tmp.write_text(name + "\n")
-    _fsync_file(pointer_tmp)
-    os.replace(pointer_tmp, root / LATEST)
+    try:
+        pointer_tmp.write_text(name + "\n")
+        _fsync_file(pointer_tmp)
+        os.replace(pointer_tmp, root / LATEST)
+    except BaseException:
+        pointer_tmp.unlink(missing_ok=True)  # LATEST still names a complete one (or the fallback finds it)
+        raise
     _fsync_file(root)
     shutil.rmtree(old, ignore_errors=True)
     steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(ROLLING))
@@ -140,6 +156,16 @@ def write_checkpoint_dir(run_dir: Path, name: str, fill: Any, keep: int = 2) -> 
 
 
 OLD = ".old"
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def _nearly_full(directory: Path) -> bool:
+    """Whether the file system of ``directory`` has (almost) no room left for us."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < NEARLY_FULL_BYTES
 
 
 def _fsync_file(path: Path) -> None:
@@ -164,10 +190,50 @@ def keep_milestone(checkpoint: Path, name: str) -> Path:
     final = checkpoint.parent / name
     tmp = checkpoint.parent / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(checkpoint, tmp, copy_function=os.link)
+    try:
+        shutil.copytree(checkpoint, tmp, copy_function=os.link)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return final
+
+
+RUN_DIR_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM}
+"""a run directory that is full, read-only, over quota or not ours: the run stops, resumable"""
+
+
+def run_dir_failure(exc: BaseException, run_dir: Path) -> str | None:
+    """One line for a run that could not write its directory (full, read-only, over quota, not
+    writable), found anywhere in ``exc``'s causes (a Ray task error carries the learner's): the
+    directory, what the error means and how to resume; None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in RUN_DIR_ERRNOS and _inside(current, run_dir):
+            where = f" ({current.filename})" if current.filename else ""
+            try:
+                last = latest_checkpoint(run_dir)
+            except OSError:
+                last = None
+            since = f"its last complete checkpoint, {last.name}" if last else "the start (no checkpoint yet)"
+            return (
+                f"cannot write the run directory {run_dir}: {os.strerror(current.errno)}{where}; make room "
+                f"(or make it writable), then the same `coderl train` command with --resume "
+                f"continues from {since}"
+            )
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    return None
+
+
+def _inside(error: OSError, run_dir: Path) -> bool:
+    """Whether the failed path is in the run directory (a path-less error may be: the learner's
+    writers do not all say where they failed)."""
+    if not error.filename:
+        return True
+    return Path(os.path.abspath(error.filename)).is_relative_to(os.path.abspath(run_dir))
 
 
 def save_rng(path: Path) -> None:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from actors.config import PolicyConfig
+from actors.config import PolicyConfig, RayResources
 from coderl.outcomes import RewardConfig
 from critic.config import CriticConfig
 
@@ -46,6 +46,21 @@ class SFTConfig(BaseModel):
     log_every: int = Field(default=50, ge=1)
     seed: int = 0
     """orders the examples"""
+    objective: Literal["program", "ntp", "program+ntp"] = "program"
+    """program: problem -> ground-truth program (CodeRL's warm start); ntp: next-token prediction
+    on code split at a random pivot, encoder-decoder policies only (learner/ntp.py); program+ntp:
+    both sets of examples, shuffled together"""
+    ntp_paths: list[str] = Field(default_factory=list)
+    """files or directories of Python files for the NTP objective; empty: the ground-truth programs"""
+    ntp_pivot_range: tuple[float, float] = (0.1, 0.9)
+    """the pivot is drawn uniformly in this share of each sample (CodeT5's NTP pretraining)"""
+
+    @model_validator(mode="after")
+    def _pivot_range(self) -> SFTConfig:
+        low, high = self.ntp_pivot_range
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"sft.ntp_pivot_range needs 0 <= low <= high <= 1, got {self.ntp_pivot_range}")
+        return self
 
 
 class SFTCommandConfig(SFTConfig):
@@ -116,6 +131,9 @@ class LearnerConfig(BaseModel):
     data, writes checkpoints and sends the weights. Above 1 needs use_ray"""
     num_gpus: float = Field(default=0.0, ge=0)
     """GPUs of each learner rank"""
+    resources: RayResources = Field(default_factory=dict)
+    """custom Ray resources per learner rank, e.g. {learner_node = 1}: the ranks start only on nodes
+    started with them (`ray start --resources '{"learner_node": 1}'`); ignored without Ray"""
     device: str = "auto"
     wait_s: float = Field(default=300.0, gt=0)
     """an update waits at most this long for a full batch before the run fails"""

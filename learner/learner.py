@@ -16,16 +16,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import redis
 import torch
 
 from actors.config import PolicyConfig, SamplingConfig, SyncConfig
 from actors.policy import Policy
-from coderl.outcomes import OutcomeClass, Verdict
+from coderl.outcomes import Verdict
 from coderl.problem import Problem
+from coderl.redis_client import DEFAULT_OUTAGE_S, open_client
 from coderl.rollouts import RolloutReader, TrainStreams
 from coderl.wire import SampledProgram
-from critic.model import Critic
+from critic.model import Critic, critic_labels
 from critic.training import critic_step, critic_token_values
 from models.loading import peak_memory_bytes
 from models.sequences import TokenBatch, take_rows
@@ -40,7 +40,7 @@ from .config import CriticTrainingConfig, LearnerConfig, SFTConfig
 from .distributed import DataParallel
 from .micro import autocast, micro_slices_of
 from .reports import LearnerStatus, LearnerTotals, SFTReport, StepReport
-from .sft import SFTExample, SFTTrainer, at_most_per_problem, make_optimizer, sft_examples
+from .sft import SFTExample, SFTTrainer, make_optimizer, sft_examples, warm_start_examples
 
 __all__ = ["Learner"]
 
@@ -65,6 +65,7 @@ class Learner:
         seed: int = 0,
         audit_file: Path | None = None,
         rank: int = 0,
+        redis_outage_s: float = DEFAULT_OUTAGE_S,
     ) -> None:
         self.config, self.critic_config, self.sft_config = config, critic, sft
         self.rank = rank
@@ -96,7 +97,7 @@ class Learner:
         self.sft_trainer: SFTTrainer | None = None
         self.exec_busy_s = 0.0
         self.executions_read = 0
-        self.redis_url, self.channel = redis_url, channel
+        self.redis_url, self.channel, self.redis_outage_s = redis_url, channel, redis_outage_s
         self._reader: RolloutReader | None = None
         self.buffer = SampleBuffer(
             samples_per_group=samples_per_group,
@@ -124,7 +125,7 @@ class Learner:
     def reader(self) -> RolloutReader:
         """The executed samples, read by rank 0 only; connects on first use."""
         if self._reader is None:
-            client = redis.Redis.from_url(self.redis_url, socket_timeout=60)
+            client = open_client(self.redis_url, self.redis_outage_s)  # retries through outages
             self._reader = RolloutReader(client, self.channel)
         return self._reader
 
@@ -209,7 +210,8 @@ class Learner:
         if self.critic is not None:  # for this rank's rows only
             rows = self.dp.rows(len(batch.sampled))
             tokens = take_rows(batch.sampled_tokens(self.policy.pad_id, self.policy.device), rows)
-            values = critic_token_values(self.critic, tokens, batch.classes()[rows])
+            labels = critic_labels(batch.classes()[rows], self.critic.config.classes)
+            values = critic_token_values(self.critic, tokens, labels)
         stats = actor_step(
             self.policy,
             self.actor_optimizer,
@@ -301,9 +303,7 @@ class Learner:
     def _train_critic(self, batch: TrainBatch) -> dict[str, float]:
         assert self.critic is not None and self.critic_optimizer is not None
         rows = batch.everything
-        labels = batch.classes(rows)
-        if self.critic.config.classes == "binary":
-            labels = (labels == int(OutcomeClass.PASSED)).long()
+        labels = critic_labels(batch.classes(rows), self.critic.config.classes)
         tokens = batch.tokens(self.policy.pad_id, self.policy.device)
         stats = critic_step(
             self.critic,
@@ -361,7 +361,7 @@ class Learner:
 
     def _sft_trainer(self, total_steps: int) -> SFTTrainer:
         if self.sft_trainer is None:
-            examples = at_most_per_problem(self.ground_truth, self.sft_config.max_solutions_per_problem)
+            examples = warm_start_examples(self.policy, self.sft_problems, self.ground_truth, self.sft_config)
             self.sft_trainer = SFTTrainer(
                 self.policy,
                 examples,

@@ -16,6 +16,7 @@ from coderl.problem import Problem
 from .actor_update import ce_backward
 from .config import OptimizerConfig, SFTConfig
 from .distributed import DataParallel
+from .ntp import CodeSample, code_samples, draw_pivot, ground_truth_texts, ntp_split, python_files
 from .schedules import make_scheduler
 
 __all__ = [
@@ -27,7 +28,9 @@ __all__ = [
     "make_optimizer",
     "sft_examples",
     "train_sft",
+    "warm_start_examples",
 ]
+
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,34 @@ def at_most_per_problem(examples: Sequence[SFTExample], limit: int | None) -> li
     return kept
 
 
+def warm_start_examples(
+    policy: Policy, problems: Sequence[Problem], ground_truth: Sequence[SFTExample], config: SFTConfig
+) -> list[SFTExample | CodeSample]:
+    """The warm start's examples for ``config.objective``: problem -> program pairs (at most
+    ``max_solutions_per_problem`` each), NTP code samples, or both."""
+    examples: list[SFTExample | CodeSample] = []
+    if config.objective in ("program", "program+ntp"):
+        examples += at_most_per_problem(ground_truth, config.max_solutions_per_problem)
+    if config.objective in ("ntp", "program+ntp"):
+        if not policy.is_encoder_decoder:
+            raise ValueError(
+                "sft.objective ntp splits code between an encoder and a decoder: it needs an "
+                f"encoder-decoder policy, and {policy.config.model} is a causal LM (use objective program)"
+            )
+        texts = (
+            python_files(config.ntp_paths)
+            if config.ntp_paths
+            else ground_truth_texts(problems, config.max_solutions_per_problem)
+        )
+        window = policy.config.max_prompt_tokens + policy.config.max_program_tokens - 2
+        ntp = code_samples(
+            texts, lambda text: policy.tokenizer(text, add_special_tokens=False)["input_ids"], window
+        )
+        log.info("NTP objective: %d code samples from %d texts", len(ntp), len(texts))
+        examples += ntp
+    return examples
+
+
 def make_optimizer(
     parameters: Iterator[torch.nn.Parameter], config: OptimizerConfig
 ) -> torch.optim.Optimizer:
@@ -117,7 +148,7 @@ class SFTTrainer:
     def __init__(
         self,
         policy: Policy,
-        examples: Sequence[SFTExample],
+        examples: Sequence[SFTExample | CodeSample],
         config: SFTConfig,
         total_steps: int,
         micro_batch_tokens: int = 0,
@@ -138,8 +169,9 @@ class SFTTrainer:
 
     def step(self) -> tuple[float, int]:
         """One optimizer step on the next batch; (its loss, its examples)."""
-        chosen = [self.examples[i] for i in self.order.batch(self.steps_done)]
-        batch = self.policy.batch([e.prompt_ids for e in chosen], [e.program_ids for e in chosen])
+        indices = self.order.batch(self.steps_done)
+        chosen = [self._pair(self.examples[i], i) for i in indices]
+        batch = self.policy.batch([prompt for prompt, _ in chosen], [target for _, target in chosen])
         self.policy.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss = ce_backward(self.policy, batch, 1.0, self.micro_batch_tokens, self.precision, self.dp)
@@ -152,6 +184,16 @@ class SFTTrainer:
         self.policy.version += 1
         self.steps_done += 1
         return loss, len(chosen)
+
+    def _pair(self, example: SFTExample | CodeSample, index: int) -> tuple[list[int], list[int]]:
+        """(encoder or prompt ids, target ids) of an example at this step: an NTP sample is split
+        at a pivot drawn from (seed, step, index), the same after a resume."""
+        if isinstance(example, SFTExample):
+            return example.prompt_ids, example.program_ids
+        rng = random.Random(f"{self.config.seed}/{self.steps_done}/{index}")
+        low, high = self.config.ntp_pivot_range
+        pivot = draw_pivot(len(example.code_ids), rng, low, high)
+        return ntp_split(example.code_ids, pivot, self.policy.eos_id)
 
     def train(self, steps: int, on_step: Callable[[int, float], None] | None = None) -> SFTReport:
         """``steps`` more steps; ``on_step(step, loss)`` after each (``step`` counts from 1 over
@@ -201,7 +243,7 @@ def train_sft(
     on_step: Callable[[int, float], None] | None = None,
 ) -> SFTReport:
     """Train ``policy`` in place for ``steps`` steps on the problems' ground-truth programs."""
-    examples = sft_examples(policy, problems, config.max_solutions_per_problem)
+    examples = warm_start_examples(policy, problems, sft_examples(policy, problems), config)
     if not examples:
         raise ValueError("no ground-truth programs to train on: the problems have no solutions")
     log.info("SFT on %d programs of %d problems for %d steps", len(examples), len(problems), steps)

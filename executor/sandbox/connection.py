@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from executor.harness import wire
 from executor.harness.protocol import REQUIRED_ISOLATION, InfoKey, Op, RequestKey
 
 from ..config import SandboxConfig
+from . import owner as ownership
 from . import seccomp
 
 log = logging.getLogger(__name__)
@@ -145,10 +147,13 @@ _DOCKER_HEADER = struct.Struct(">BxxxI")
 class DockerConnection(Connection):
     """A long-lived hardened container whose PID 1 is the harness server (see server.py)."""
 
-    LABEL = "org.coderl.sandbox"
-    CORE_LABEL = "org.coderl.sandbox.core"
+    LABEL = ownership.LABEL
+    CORE_LABEL = f"{ownership.LABEL}.core"
 
-    def __init__(self, client: Any, config: SandboxConfig, owner: str, core: int | None = None) -> None:
+    def __init__(
+        self, client: Any, config: SandboxConfig, labels: Mapping[str, str], core: int | None = None
+    ) -> None:
+        """``labels``: the owner's (executor/sandbox/owner.py owner_labels), for the reaper."""
         super().__init__()
         import docker
 
@@ -182,11 +187,7 @@ class DockerConnection(Connection):
             detach=True,
             user="0:0",
             environment={"CODERL_PRELOAD_NUMPY": str(int(config.preload_numpy))},
-            labels={
-                self.LABEL: "1",
-                f"{self.LABEL}.owner": owner,
-                self.CORE_LABEL: "" if core is None else str(core),
-            },
+            labels={**labels, self.LABEL: "1", self.CORE_LABEL: "" if core is None else str(core)},
             host_config=host_config,
         )
         # The harness's stdin closes when this stream does: it then exits, and the container
@@ -275,10 +276,17 @@ def _remove_quietly(container: Any) -> None:
 
 
 def remove_stale_containers(client: Any, owner: str | None = None) -> int:
-    """Remove sandbox containers left by earlier runs (all of them, or one owner's)."""
-    label = f"{DockerConnection.LABEL}.owner={owner}" if owner else DockerConnection.LABEL
+    """Remove sandbox containers left by earlier runs (all of them, or one pool's); the containers
+    of owners that are dead only: ``reap_dead_containers``."""
+    label = f"{ownership.OWNER_LABEL}={owner}" if owner else DockerConnection.LABEL
     # sparse: no per-container inspect, so containers removed meanwhile cannot raise NotFound
     stale = client.containers.list(all=True, sparse=True, filters={"label": label})
     for container in stale:
         _remove_quietly(container)
     return len(stale)
+
+
+def reap_dead_containers(client: Any, me: SandboxConfig) -> int:
+    """Remove the sandbox containers of owners that are dead (executor/sandbox/owner.py says which,
+    and what it guarantees), judged by ``me.owner``'s Redis and prefix; how many were removed."""
+    return ownership.reap_dead_owners(client, me.owner, _remove_quietly)

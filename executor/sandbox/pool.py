@@ -20,9 +20,11 @@ from .connection import (
     ProcessConnection,
     SandboxFault,
     SandboxUnavailable,
+    reap_dead_containers,
     remove_stale_containers,
 )
 from .image import DIGEST_LABEL, harness_digest
+from .owner import owner_labels
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,10 @@ class SandboxPool:
         self._closed = False
         if config.backend == "docker":
             self._client = docker_client(config)
+            self._labels = owner_labels(config.owner, self.owner)
+            # Before starting ours: a dead owner's busy containers hold cores until their programs'
+            # wall limits, and containers it created but never started hold memory for good.
+            self.counters["sandboxes_reaped"] = reap_dead_containers(self._client, config)
             _warn_if_io_uring_enabled()
         else:
             log.warning(
@@ -114,7 +120,7 @@ class SandboxPool:
 
     def _connect(self, core: int | None) -> Connection:
         if self.config.backend == "docker":
-            return DockerConnection(self._client, self.config, self.owner, core)
+            return DockerConnection(self._client, self.config, self._labels, core)
         return ProcessConnection(self.config, core)
 
     def _add_new(self, core: int | None) -> None:

@@ -259,3 +259,53 @@ def test_containers_are_healthy_replicas(stack: Stack) -> None:
     redis_row = next(row for row in rows if row["Service"] == "redis")
     published = [p for p in redis_row.get("Publishers") or [] if p.get("PublishedPort")]
     assert published and all(p["URL"] == "127.0.0.1" for p in published), redis_row.get("Publishers")
+
+
+PASSWORD = "compose-" + uuid.uuid4().hex
+
+
+def test_redis_for_several_hosts_needs_and_takes_a_password(engine: docker.DockerClient) -> None:
+    """CODERL_REDIS_PASSWORD: Redis requires it (set at start, not in the image), the workers get it,
+    a batch runs through redis://:PW@HOST:PORT/0, a wrong password is one line at once; publishing on
+    a non-loopback interface without a password is refused."""
+    from coderl.redis_client import RedisAuthError
+    from executor.client import ClientConfig, RedisExecutionClient
+    from executor.engine import ExecutionItem
+
+    refused = subprocess.run(
+        ["docker", "run", "--rm", "-e", "CODERL_REDIS_BIND=0.0.0.0", "coderl-redis:latest"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 64 and "without a password" in refused.stderr, refused
+    assert PASSWORD not in json.dumps(engine.images.get("coderl-redis:latest").attrs)
+
+    port = free_port()
+    env = {**os.environ, "CODERL_REDIS_PORT": str(port), "CODERL_REDIS_PASSWORD": PASSWORD}
+    env["CODERL_EXECUTOR_WORKERS"] = "2"
+    for variable in ("COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES"):
+        env.pop(variable, None)
+    stack = Stack(project=f"coderl-test-pw-{uuid.uuid4().hex[:8]}", env=env, redis_port=port)
+    try:
+        stack.compose(
+            "up", "-d", "--no-build", "--wait", "--wait-timeout", str(UP_TIMEOUT_S), timeout=UP_TIMEOUT_S + 60
+        )  # fmt: skip
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.1", port=port, socket_timeout=10).ping()
+        problems = load_packaged_humaneval()[:2]
+        items = [ExecutionItem(p, p.solutions[0], "hidden") for p in problems]
+        url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
+        client = RedisExecutionClient(ClientConfig(redis_url=url, timeout_s=RESULTS_TIMEOUT_S))
+        try:
+            assert [r.passed for r in client.execute_many(items)] == [True, True], stack.logs()
+        finally:
+            client.close()
+        wrong = RedisExecutionClient(ClientConfig(redis_url=f"redis://:nope@127.0.0.1:{port}/0"))
+        started = time.monotonic()
+        with pytest.raises(RedisAuthError) as failed:
+            wrong.execute_many(items)
+        assert time.monotonic() - started < 5
+        assert "\n" not in str(failed.value) and "refused the password" in str(failed.value)
+        assert "nope" not in str(failed.value)
+    finally:
+        down = stack.compose("down", "-v", "--remove-orphans", timeout=300, check=False)
+        assert down.returncode == 0, f"docker compose down failed:\n{down.stdout}\n{down.stderr}"

@@ -19,6 +19,7 @@ from actors.config import PolicyConfig, SamplingConfig
 from coderl.outcomes import OutcomeClass, RewardConfig, Verdict
 from coderl.rollouts import TrainStreams
 from coderl.streams import StreamNames
+from critic.model import critic_labels
 from learner.batch import TrainBatch, score
 from learner.config import CriticTrainingConfig, LearnerConfig, OptimizerConfig, SFTConfig
 from learner.distributed import DataParallel, share_of_rows
@@ -66,7 +67,7 @@ def test_the_data_order_is_a_function_of_the_step() -> None:
 # -- two ranks against one process ----------------------------------------------------------------
 
 
-def _learner(rank: int = 0, world_size: int = 1) -> Learner:
+def _learner(rank: int = 0, world_size: int = 1, critic_classes: str = "outcome") -> Learner:
     config = LearnerConfig(
         batch_size=9,
         ground_truth_batch_size=3,
@@ -78,7 +79,7 @@ def _learner(rank: int = 0, world_size: int = 1) -> Learner:
     return Learner(
         config,
         PolicyConfig(model="tiny", device="cpu", seed=1),
-        CriticTrainingConfig(model="tiny", device="cpu", seed=2, mode="online"),
+        CriticTrainingConfig(model="tiny", device="cpu", seed=2, mode="online", classes=critic_classes),
         SFTConfig(batch_size=5),
         samples_per_group=3,
         sft_problems=problems,
@@ -165,3 +166,17 @@ def test_the_warm_start_takes_its_examples_from_the_learners_ground_truth() -> N
     everything = sft_examples(policy, problems)
     for limit in (None, 1, 2, 5):
         assert at_most_per_problem(everything, limit) == sft_examples(policy, problems, limit)
+
+
+def test_a_binary_online_critic_trains_and_weights_the_rl_update() -> None:
+    """The binary critic (critical sampling's) in RL: its labels are passed-or-not, so the token
+    values index a 2-class softmax (4-class outcome labels used to crash it)."""
+    torch.set_num_threads(1)
+    learner = _learner(critic_classes="binary")
+    assert learner.critic is not None and learner.critic.config.num_classes == 2
+    batch = _batch(learner)
+    labels = critic_labels(batch.classes(), "binary")
+    assert labels.tolist() == [int(s.outcome_class == OutcomeClass.PASSED) for s in batch.sampled]
+    report = learner.train_on(batch)
+    assert 0.0 <= report.stats["critic/batch_accuracy"] <= 1.0
+    assert torch.isfinite(torch.tensor(report.stats["loss/rl"]))

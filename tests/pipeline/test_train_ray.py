@@ -154,3 +154,36 @@ def test_killed_sampler_restarts_and_dead_executors_work_is_reclaimed(
     trained = [s for record in audit_records(run_dir) for s in record["trained"]]
     assert len(trained) == len(set(trained))  # nothing trained twice, across incarnations
     assert any(re.search(r"/v\d+s0i[1-9]\d*r\d+/", s) for s in trained)  # the restarted sampler fed it
+
+
+def test_sampler_killed_with_large_problem_shards_comes_back(
+    tmp_path: Path, local_ray: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A sampler whose problems are too large to travel inline (each shard is over Ray's 100 KiB
+    limit, so they go through the object store) is SIGKILLed mid-RL: it comes back with its
+    problems, and the run completes with nothing trained twice. Ray's warning that a restart could
+    not find constructor arguments in the object store is never given."""
+    run_dir = tmp_path / "run"
+    config = small_config(
+        run_dir,
+        "sampler.num_samplers=2",
+        "problems.suite.train_size=400",  # ~160 KB of RL problems per sampler
+        "phases.rl_steps=40",
+    )
+    outcome: dict[str, object] = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=train(config)), daemon=True)
+    worker.start()
+    audit = run_dir / "audit.jsonl"
+    _wait_until(lambda: audit.is_file() and len(audit_records(run_dir)) >= 2 + 3, "RL updates", worker)
+
+    sampler = ray.get_actor(f"coderl-{_run_id(run_dir)}-sampler-0")
+    os.kill(ray.get(sampler.__ray_call__.remote(lambda _: os.getpid())), signal.SIGKILL)
+    worker.join(timeout=600)
+    assert not worker.is_alive()
+    result = outcome["result"]
+    assert result.state.phase == "done" and result.state.policy_version == 30 + 40  # type: ignore[attr-defined]
+
+    trained = [s for record in audit_records(run_dir) for s in record["trained"]]
+    assert len(trained) == len(set(trained))  # nothing trained twice, across incarnations
+    assert any(re.search(r"/v\d+s0i[1-9]\d*r\d+/", s) for s in trained)  # the new sampler fed it
+    assert "has constructor arguments in the object store" not in capfd.readouterr().err

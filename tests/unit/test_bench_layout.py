@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench"
-SUBJECTS = ("executor", "service", "models", "pipeline", "learning", "memory")
+SUBJECTS = ("executor", "service", "models", "pipeline", "learning", "memory", "critical")
 PROJECT_PACKAGES = ("coderl", "problems", "models", "executor", "actors", "critic", "learner", "driver")
 
 
