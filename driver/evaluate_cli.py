@@ -7,6 +7,8 @@ them, its example tests (the n@k filter and critical sampling's branch). --criti
 spends the same N per problem: N / (rounds + 1) sampled, the rest refined from the critic's best
 prefixes of programs passing the example tests, or repaired from the critic's best failing ones.
 Programs run in Docker sandboxes in this process, or through the executor service with --via.
+--workers W (or --ray) spreads the problems over W Ray actors, each with its own models and
+executor, one problem each at a time (driver/evaluate_ray.py); the records are the same.
 --repair-data FILE writes the failed programs as repair problems for `coderl sft` (the repair
 model's training set). Exit codes: 0 done, 2 bad usage or input, 3 sandbox or Redis unavailable.
 """
@@ -17,6 +19,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,6 @@ log = logging.getLogger(__name__)
 
 HELP = "sample and judge programs for a problem set: pass@k, n@k, critical sampling"
 DESCRIPTION = __doc__
-SERVICE_ERROR = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--via", metavar="REDIS_URL", help="run programs on the executor service at this Redis URL")
     add("--backend", choices=("docker", "process"), help="in-process sandbox backend (default docker)")
     add("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N (default auto)")
+    add("--workers", type=int, metavar="W", help="evaluate with W Ray actors, one problem each at a time")
+    add("--ray", action="store_true", help="use Ray actors even for one worker (default with RAY_ADDRESS)")
     add("--max-problems", type=int, metavar="M", help="only the first M problems")
     add("--repair-data", type=Path, metavar="FILE.jsonl", help="also write repair problems for coderl sft")
     add("--resume", action="store_true", help="keep the problems a previous run in --out finished")
@@ -83,6 +87,8 @@ def _config(args: argparse.Namespace) -> EvaluateConfig:
         "critical.critic": args.critic,
         "critical.repair_model": args.repair_model,
         "device": args.device,
+        "workers.count": args.workers,
+        "workers.ray": True if args.ray else None,
     }
     return load_command_config(EvaluateConfig, args, flags)
 
@@ -98,27 +104,30 @@ def run(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         raise CommandError(str(exc)) from None
     (args.out / "config.yaml").write_text(dump_config(config) + "\n")
-    sampler, close = _start(config, args)
-    todo = [p for p in problems if p.task_id not in results.done]
+    todo = [(p, _problem_seed(config, i)) for i, p in enumerate(problems) if p.task_id not in results.done]
     if len(todo) < len(problems):
         log.info("resuming: %s done, %s to go", plural(len(problems) - len(todo), "problem"), len(todo))
-    bar = tqdm(
-        total=len(problems),
-        initial=len(problems) - len(todo),
-        desc="evaluate",
-        unit="problem",
-        file=sys.stderr,
-        disable=None,
-    )
-    try:
-        with bar, logging_redirect_tqdm():
-            for problem in todo:
-                seed = _problem_seed(config, problems.index(problem))
-                results.add(problem, sampler.run(problem, config.n, seed))
-                bar.update()
-    finally:
-        close()
-    summary = summary_of(results.records, config) | {"critical_sampling": dict(sampler.stats)}
+    stats: Counter[str] = Counter()
+    if todo:
+        workers = _start_workers(config, args)
+        bar = tqdm(
+            total=len(problems),
+            initial=len(problems) - len(todo),
+            desc="evaluate",
+            unit="problem",
+            file=sys.stderr,
+            disable=None,
+        )
+        try:
+            with bar, logging_redirect_tqdm():
+                for problem, outcome in workers.imap(todo):
+                    results.add(problem, outcome.candidates)
+                    stats.update(outcome.stats)
+                    bar.update()
+        finally:
+            workers.close()
+    results.reorder([p.task_id for p in problems])  # Ray workers finish in any order
+    summary = summary_of(results.records, config) | {"critical_sampling": dict(stats)}
     (args.out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     if args.repair_data is not None:
         examples = repair_examples(results.records, {p.task_id: p for p in problems})
@@ -129,71 +138,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _problem_seed(config: EvaluateConfig, index: int) -> int | None:
-    """A reproducible seed per problem: a resumed run draws what the first one would have."""
+    """A reproducible seed per problem: a resumed run, or a Ray worker, draws what a single
+    uninterrupted run would have."""
     seed = config.sampling.seed
     return None if seed is None else seed * 1_000_003 + index * 7_919
 
 
-def _start(config: EvaluateConfig, args: argparse.Namespace) -> tuple[Any, Any]:
-    """The critical sampler (plain without a critic) and the function that releases its sandboxes."""
-    from actors.config import PolicyConfig  # torch loads only once the arguments are valid
-    from actors.policy import Policy
-    from critic.config import CriticConfig
-    from critic.model import Critic
+def _start_workers(config: EvaluateConfig, args: argparse.Namespace) -> Any:
+    """The problems' evaluators, models loaded: in this process, or Ray actors
+    (driver/evaluate_ray.py); both have ``imap(todo)`` and ``close()``."""
+    from .evaluate_worker import LocalWorkers, WorkerSettings, uses_ray
 
-    from .critical_sampling import CriticalSampler
+    settings = WorkerSettings(model=args.model, config=config, via=args.via, backend=args.backend)
+    if not uses_ray(config.workers):
+        return LocalWorkers(settings)
+    from .evaluate_ray import RayWorkers  # imports ray: only when it is used
 
-    execute, close = _executor(args)
-    try:
-        policy = Policy.load(PolicyConfig(model=args.model, device=config.device))
-        critic = repairer = None
-        if config.critical.enabled:
-            assert config.critical.critic is not None
-            critic = Critic.load(CriticConfig(model=config.critical.critic, device=config.device))
-            critic.check_tokenizer(policy.tokenizer)
-            if config.critical.repair_model is not None:
-                repairer = Policy.load(PolicyConfig(model=config.critical.repair_model, device=config.device))
-    except (OSError, ValueError) as exc:
-        close()
-        raise CommandError(f"cannot load a model: {exc}") from None
-    sampler = CriticalSampler(
-        policy,
-        execute,
-        config.sampling,
-        critic=critic,
-        repair_model=repairer,
-        rounds=config.critical.rounds,
-        repair_top_m=config.critical.repair_top_m,
-    )
-    return sampler, close
-
-
-def _executor(args: argparse.Namespace) -> tuple[Any, Any]:
-    from executor.config import ExecutorConfig
-    from executor.engine import ExecutionItem, Executor
-
-    if args.via is not None:
-        from coderl.redis_client import redact_url
-        from executor.client import ClientConfig, RedisExecutionClient
-
-        try:
-            engine: Any = RedisExecutionClient(ClientConfig(redis_url=args.via))
-        except Exception as exc:  # noqa: BLE001 - any connection failure is one line
-            raise CommandError(f"--via {redact_url(args.via)}: {exc}", SERVICE_ERROR) from None
-    else:
-        config = (
-            ExecutorConfig() if args.backend is None else ExecutorConfig(sandbox={"backend": args.backend})
-        )
-        try:
-            engine = Executor(config)
-        except Exception as exc:  # noqa: BLE001 - Docker missing, image missing: one line
-            raise CommandError(
-                f"cannot start the sandboxes ({type(exc).__name__}: {exc}); build the image with "
-                "deploy/build-images.sh, or pass --via REDIS_URL to use the executor service",
-                SERVICE_ERROR,
-            ) from None
-
-    def execute(programs: Any, which: str) -> Any:
-        return engine.execute_many([ExecutionItem(problem, program, which) for problem, program in programs])
-
-    return execute, engine.close
+    return RayWorkers(settings)

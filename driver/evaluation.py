@@ -15,7 +15,8 @@ an interrupted evaluation resumes.
 
 A problem's records are appended in one write once all its N programs are judged, so a killed run
 loses at most the problems in flight; ``--resume`` keeps the complete problems (N records each)
-and drops a partial tail.
+and drops a partial tail. Ray workers finish problems in any order: the records are appended as
+they come and the files rewritten in the problems' order once the run is done.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from actors.config import SamplingConfig
+from actors.config import RayResources, SamplingConfig
 from coderl.passk import ALL, ProblemSamples, summarize
 from coderl.problem import Problem
 from models.prompts import repair_problem
@@ -43,6 +44,7 @@ __all__ = [
     "CriticalConfig",
     "EvaluateConfig",
     "ResultLog",
+    "WorkersConfig",
     "format_table",
     "repair_examples",
     "summary_of",
@@ -76,6 +78,23 @@ class CriticalConfig(BaseModel):
         return self
 
 
+class WorkersConfig(BaseModel):
+    """Who evaluates the problems: this process, or Ray actors (driver/evaluate_ray.py), each with
+    its own models and executor, handed one problem at a time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    count: int = Field(default=1, ge=1)
+    """evaluation workers (--workers); above 1 they are Ray actors"""
+    ray: bool = False
+    """run the workers as Ray actors even when count is 1 (--ray; also when RAY_ADDRESS is set)"""
+    num_gpus: float = Field(default=0.0, ge=0)
+    """GPUs per Ray worker (0: CPU, fractions share a GPU); ignored in-process"""
+    resources: RayResources = Field(default_factory=dict)
+    """custom Ray resources per worker, e.g. {eval_node = 1}: workers start only on nodes started
+    with them (`ray start --resources '{"eval_node": 4}'`); ignored in-process"""
+
+
 class EvaluateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
@@ -88,6 +107,7 @@ class EvaluateConfig(BaseModel):
     sampling: SamplingConfig = Field(default_factory=lambda: SamplingConfig(temperature=0.6, top_p=0.95))
     critical: CriticalConfig = Field(default_factory=CriticalConfig)
     device: str = "auto"
+    workers: WorkersConfig = Field(default_factory=WorkersConfig)
 
     @model_validator(mode="after")
     def _positive(self) -> EvaluateConfig:
@@ -138,6 +158,15 @@ class ResultLog:
     @property
     def done(self) -> set[str]:
         return {r["task_id"] for r in self.records}
+
+    def reorder(self, task_ids: Sequence[str]) -> None:
+        """Rewrite the files with the problems in this order (each problem's records keep their
+        generation order; tasks not listed go last): Ray workers finish problems in any order."""
+        position = {task_id: index for index, task_id in enumerate(task_ids)}
+        ordered = sorted(self.records, key=lambda r: position.get(r["task_id"], len(position)))
+        if ordered != self.records:
+            self.records = ordered
+            self._rewrite()
 
     def add(self, problem: Problem, candidates: Sequence[Candidate]) -> None:
         records = [_record(problem, c) for c in candidates]

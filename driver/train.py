@@ -101,17 +101,23 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     except BaseException as exc:
         if fresh:  # nothing ran: leave no half-made run directory to block the retry
             _remove_fresh_run(config.run_dir)
-        # Redis gone longer than execution.redis_outage_s, or a refused password, in any role (a
-        # Ray task error carries it as its cause): one line, exit code 3.
-        failure = redis_failure(exc) if isinstance(exc, Exception) else None
-        if failure is None:  # a role died for good, or the run directory is full or read-only
-            if (stopped := run_failure(exc, config.run_dir)) is not None:
-                raise RunError(stopped, SERVICE_ERROR) from None
-        if failure is None:
+        stopped = _stopped_by(exc, config.run_dir, fresh)
+        if stopped is None:
             raise
-        where = "" if fresh else f" (run directory {config.run_dir})"
-        raise RunError(f"{failure}{where}", SERVICE_ERROR) from None
+        raise stopped from None
     return TrainResult(config.run_dir, state)
+
+
+def _stopped_by(exc: BaseException, run_dir: Path, fresh: bool) -> RunError | None:
+    """The one-line error (exit code 3) of a run stopped by Redis gone longer than
+    execution.redis_outage_s or refusing the password (in any role: a Ray task error carries it as
+    its cause), a role dead for good, or a full or read-only run directory; None otherwise."""
+    failure = redis_failure(exc) if isinstance(exc, Exception) else None
+    if failure is not None:
+        where = "" if fresh else f" (run directory {run_dir})"
+        return RunError(f"{failure}{where}", SERVICE_ERROR)
+    stopped = run_failure(exc, run_dir)
+    return None if stopped is None else RunError(stopped, SERVICE_ERROR)
 
 
 def _run_phases(config: TrainConfig, run: Run) -> None:
