@@ -91,9 +91,13 @@ class RunRedis:
     def _start(self) -> subprocess.Popen[bytes]:
         # Its own session: a Ctrl-C in the terminal reaches the driver, which stops the workers
         # first and this server last, so no worker sees Redis vanish under it.
-        process = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-        )
+        try:
+            process = subprocess.Popen(
+                self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            )
+        except OSError as exc:  # the binary gone (an upgrade), no memory or descriptors to fork:
+            # a RuntimeError, so the watcher logs it and tries again instead of dying
+            raise RuntimeError(f"cannot run {self.args[0]}: {exc}") from exc
         try:
             self._wait_ready(process)
         except RuntimeError:

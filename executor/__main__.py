@@ -6,9 +6,10 @@ result per sample; ``coderl execute --redis-url URL`` and training runs send it 
     python -m executor health [--port P] [--path /readyz]     # exit 0 if healthy (for probes)
 
 Config precedence: environment (CODERL_REDIS_URL, CODERL_REDIS_OUTAGE_S, CODERL_EXECUTOR_WORKERS,
-CODERL_HEALTH_PORT, CODERL_WORKER_ID, CODERL_PREFIX), then --config FILE (WorkerConfig,
-executor/service_config.py), then --set, then the flags. A Redis unreachable for longer than
-redis_outage_s, or one that refuses the password, ends the worker with one line and exit code 3.
+CODERL_HEALTH_PORT, CODERL_WORKER_ID, CODERL_PREFIX, CODERL_RESTART_KILLED_SIBLINGS), then --config
+FILE (WorkerConfig, executor/service_config.py), then --set, then the flags. A Redis unreachable for
+longer than redis_outage_s, or one that refuses the password, ends the worker with one line and exit
+code 3.
 ``coderl executor`` is a deprecated name of this command.
 """
 
@@ -39,6 +40,7 @@ ENV_OVERRIDES = {
     "CODERL_HEALTH_PORT": "health_port",
     "CODERL_WORKER_ID": "worker_id",
     "CODERL_PREFIX": "prefix",
+    "CODERL_RESTART_KILLED_SIBLINGS": "restart_killed_siblings",
 }
 
 
@@ -79,11 +81,17 @@ def resolve_config(args: argparse.Namespace) -> WorkerConfig:
 
 def run(args: argparse.Namespace) -> int:
     from .health import HealthServer
+    from .siblings import SiblingRestarter
     from .worker import ExecutorWorker
 
     config = resolve_config(args)
     worker = ExecutorWorker(config)
     health = HealthServer(worker, config.health_port).start() if config.health_port else None
+    siblings = (
+        SiblingRestarter.for_this_container(worker.counters) if config.restart_killed_siblings else None
+    )
+    if siblings is not None:
+        siblings.start()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())
     try:
@@ -91,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     except (RedisUnavailable, RedisAuthError) as exc:  # one line each, the password redacted
         raise CommandError(str(exc), exit_code=3) from None
     finally:
+        if siblings is not None:
+            siblings.stop()
         if health is not None:
             health.stop()
     return 0

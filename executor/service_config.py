@@ -55,6 +55,10 @@ class WorkerConfig(WorkerSettings):
     prefix: str = "coderl"
     """namespace of every stream and key (coderl/streams.py)"""
     worker_id: str = Field(default_factory=_default_worker_id)
+    restart_killed_siblings: bool = False
+    """in a compose service: start a sibling worker container that was killed (exit code 137) and
+    not removed, as Docker's restart policy does not after `docker kill` (executor/siblings.py;
+    env CODERL_RESTART_KILLED_SIBLINGS, on in docker-compose.yml)"""
 
     @model_validator(mode="after")
     def _label_sandboxes(self) -> WorkerConfig:

@@ -309,3 +309,73 @@ def test_redis_for_several_hosts_needs_and_takes_a_password(engine: docker.Docke
     finally:
         down = stack.compose("down", "-v", "--remove-orphans", timeout=300, check=False)
         assert down.returncode == 0, f"docker compose down failed:\n{down.stdout}\n{down.stderr}"
+
+
+def executor_containers(
+    engine: docker.DockerClient, stack: Stack
+) -> list[docker.models.containers.Container]:
+    labels = [f"com.docker.compose.project={stack.project}", "com.docker.compose.service=executor"]
+    return engine.containers.list(all=True, filters={"label": labels})
+
+
+def wait_for_status(container: docker.models.containers.Container, status: str, timeout_s: float) -> float:
+    """Seconds until ``container`` has ``status``; fails after ``timeout_s``."""
+    started = time.monotonic()
+    while True:
+        container.reload()
+        if container.status == status:
+            return time.monotonic() - started
+        assert time.monotonic() - started < timeout_s, (
+            container.name,
+            container.status,
+            container.attrs["State"],
+        )
+        time.sleep(0.25)
+
+
+def test_a_killed_worker_is_started_again_by_its_sibling_a_stopped_one_is_not(
+    stack: Stack, client: redis.Redis, engine: docker.DockerClient
+) -> None:
+    """Docker's restart policy leaves a `docker kill`ed container down; the surviving replica starts
+    it again (executor/siblings.py) and the stack serves a batch on both. A replica stopped
+    gracefully (SIGTERM, as `docker compose stop` does) stays stopped."""
+    from executor.siblings import CHECK_EVERY_S, SETTLE_S
+
+    killed, survivor = executor_containers(engine, stack)
+    killed.kill()  # SIGKILL: exit code 137, and Docker marks it stopped by hand
+    assert wait_for_status(killed, "exited", 30) >= 0 and killed.attrs["State"]["ExitCode"] == 137
+    took = wait_for_status(killed, "running", 30)
+    assert killed.attrs["RestartCount"] == 0  # not Docker's restart policy: its sibling
+    names = streams.StreamNames()
+    deadline = time.monotonic() + 120
+    while not any(
+        key.decode().startswith(names.worker(killed.id[:12]))
+        for key in client.scan_iter(match=names.worker("*"))
+    ):
+        assert time.monotonic() < deadline, f"the restarted worker never heartbeated\n{stack.logs()}"
+        time.sleep(0.5)
+    results_stream = names.client_results(f"compose-kill-{uuid.uuid4().hex[:8]}")
+    expected = submit_samples(client, load_packaged_humaneval()[:2], results_stream)
+    reports = read_results(client, results_stream, SAMPLES, RESULTS_TIMEOUT_S)
+    assert {r.sample_id: r.result.verdict for r in reports} == expected, stack.logs()
+    workers = {r.worker_id.rsplit("-", 1)[0] for r in reports}
+    assert workers == {killed.id[:12], survivor.id[:12]}, workers
+    out = survivor.exec_run(
+        [
+            "python3",
+            "-c",
+            "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8080/metrics').read().decode())",
+        ]
+    )
+    assert re.search(r"coderl_executor_siblings_restarted\{[^}]*\} 1\b", out.output.decode()), (
+        out.output.decode()
+    )
+
+    killed.stop(timeout=90)  # SIGTERM: the worker drains and exits 0
+    assert wait_for_status(killed, "exited", 5) >= 0 and killed.attrs["State"]["ExitCode"] == 0
+    time.sleep(2 * CHECK_EVERY_S + SETTLE_S)
+    killed.reload()
+    assert killed.status == "exited", f"a gracefully stopped worker was started again\n{stack.logs()}"
+    survivor.reload()
+    assert survivor.status == "running"
+    print(f"killed worker running again after {took:.1f} s")
