@@ -113,6 +113,10 @@ def test_critical_sampling_spends_the_same_budget_and_writes_repair_data(tmp_pat
     failed = [r for r in results if not r["passed"]]
     assert len(repairs) == len(failed) and all(p.solutions for p in repairs)
     assert all("FAILED PROGRAM:" in p.statement for p in repairs)
+    # the repair model trains with the warm start on those problems
+    sft = ["sft", "--problems", str(repair), "--model", "tiny", "--out", str(tmp_path / "repairer")]
+    assert main([*sft, "--set", "steps=2", "batch_size=4"]) == 0
+    assert (tmp_path / "repairer" / "coderl_policy.json").is_file()
 
 
 def test_critical_sampling_needs_a_critic(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
