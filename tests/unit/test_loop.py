@@ -7,8 +7,10 @@ import time
 import pytest
 from fakes import FakeLearner, FakeRoles, round_report, status, step_report
 
-from driver.loop import Admission, PhaseClock, run_updates
+from driver.health import RoleDied
+from driver.loop import Admission, PhaseClock, _learner_result, run_updates
 from driver.phases import rl_update
+from driver.roles import Pending
 from driver.train_config import TrainConfig
 from learner.config import LearnerConfig, PhasesConfig
 from learner.reports import StepReport
@@ -99,3 +101,28 @@ def test_work_already_out_at_a_phase_start_counts_against_admission() -> None:
     run_updates(roles, rl_update, 20, admission, lambda *_: None, True, already_out=out)
     cap = 2 * BATCH
     assert roles.max_outstanding <= cap + roles.per_round  # ignoring it: cap + out + a round
+
+
+class ActorDiedError(RuntimeError):
+    """Stands in for ray.exceptions.ActorDiedError: the loop matches Ray's errors by class name."""
+
+
+class _Failing(Pending[StepReport]):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def result(self) -> StepReport:
+        raise self.error
+
+
+def test_a_learner_dead_for_good_is_one_line_naming_it() -> None:
+    error = ActorDiedError(
+        "The actor died unexpectedly before finishing this task.\n\tclass_name: Learner\n..."
+    )
+    with pytest.raises(
+        RoleDied, match=r"^the learner died beyond Ray's restarts: ActorDiedError: The actor died"
+    ) as caught:
+        _learner_result(_Failing(error))
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match="a bug"):  # any other error is the learner's own: raised as is
+        _learner_result(_Failing(ValueError("a bug")))
