@@ -22,7 +22,10 @@ with the seed in every seed field. The held-out verdicts of each evaluation are 
 ``evaluations.jsonl``; pass@1 is greedy. The report gives pass@1 per seed and arm, then each arm
 against SFT alone (and the RL arms against the ``ce`` control) as a paired test pooled over seeds:
 wins (the arm passes a held-out problem the other fails), losses, and the exact two-sided sign
-test's p (``coderl/paired.py``). ``--reuse`` keeps finished runs, so an interrupted grid continues.
+test's p (``coderl/paired.py``). On the suite's tests-only variant
+(``--set problems.suite.tests_only_primitives=12``) every comparison is repeated per held-out group
+(``seen_with_solutions``, ``tests_only``; ``groups.py``). ``--reuse`` keeps finished runs, so an
+interrupted grid continues.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import host_description, write_json
+from bench.learning.groups import report_groups, suite_groups
 from coderl.paired import PairedCounts, paired_counts, passed_by_task
 from driver.train import read_evaluations
 from learner.checkpoint import latest_checkpoint
@@ -158,12 +162,14 @@ def report(results: dict[str, dict[int, dict[str, Any]]], args: argparse.Namespa
         )
         tests.append({"a": a, "b": b, **vars(c), "p_value": c.p_value})
     pass_at_1 = {arm: {str(s): by_seed[s]["pass@1"] for s in seeds} for arm, by_seed in results.items()}
+    groups = suite_groups(args.out / f"{SFT}-{seeds[0]}")
     return {
         "host": host_description(),
         "seeds": seeds,
         "overrides": args.set,
         "pass@1": pass_at_1,
         "tests": tests,
+        "by_group": report_groups(results, pairs, groups) if groups else [],
     }
 
 

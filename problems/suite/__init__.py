@@ -6,8 +6,9 @@ statement. A problem applies a pipeline of 1-3 primitive integer operations (``a
 ``multiply by 2``, ``modulo 4``, ``square``, ...; optionally after reducing a list with ``sum``,
 ``largest``, ``smallest`` or ``count``) in one of two I/O styles, stdio or call-based
 (``def f(n):``). See ``ops`` (the vocabulary), ``render`` (statements, programs, tests),
-``build`` (splits: train = SFT + RL, and held-out unseen combinations) and ``export`` (APPS folders
-and native JSONL)::
+``build`` (splits: train = SFT + RL, and held-out unseen combinations), ``variant`` (the tests-only
+variant: primitives that training shows only through tests, and held-out groups) and ``export``
+(APPS folders and native JSONL)::
 
     from problems.suite import SuiteConfig, load_suite
     suite = load_suite(SuiteConfig(seed=0))

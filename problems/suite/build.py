@@ -13,9 +13,13 @@ the SFT problems (or train) happen to miss is then replaced by one drawn from th
 Train is partitioned, per (level, style) stratum, into the SFT split (``metadata["split"] ==
 "sft"``: solutions for the supervised warm start) and the RL split (``"rl"``: with
 ``withhold_rl_solutions`` these carry no solutions, so only execution can teach them).
+With ``tests_only_primitives`` (the tests-only variant, ``variant``), train problems using a
+tests-only primitive are all RL problems without solutions, the SFT choice skips them, and every
+held-out primitive occurs in an SFT problem or is tests-only; held-out problems record their group
+in ``metadata["group"]`` and train problems ``metadata["tests_only"]``.
 Task ids are ``suite-train-NNNNN`` and ``suite-held_out-NNNNN`` (valid APPS folder names), numbered
 after a seeded shuffle. Separate random streams (seeded by ``seed``) draw the held-out set, the
-train set and the SFT choice.
+train set, the SFT choice and the tests-only primitives.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from problems import Problem
 
 from .ops import Level, Pipeline, random_pipeline
 from .render import Style, draw_inputs, make_problem
+from .variant import draw_tests_only, held_out_group
 
 __all__ = [
     "LEVEL_WEIGHTS",
@@ -80,6 +85,18 @@ class SuiteConfig(BaseModel):
     """hidden tests per problem (Problem.hidden_tests)"""
     withhold_rl_solutions: bool = True
     """RL-split problems carry no solutions (canonical_program still rebuilds them)"""
+    tests_only_primitives: int = Field(default=0, ge=0, le=40)
+    """the tests-only variant (problems/suite/variant.py): this many primitives with a constant
+    (``mod 4``), drawn with the seed, occur in training only in RL problems, never with a solution;
+    held-out problems are grouped by it in ``metadata["group"]``. 0: off (the default suite)"""
+
+    @model_validator(mode="after")
+    def _variant_needs_sft(self) -> SuiteConfig:
+        if self.tests_only_primitives and self.sft_fraction == 0:
+            raise ValueError(
+                "tests_only_primitives needs an SFT split to compare with: raise sft_fraction above 0"
+            )
+        return self
 
     @field_validator("styles", "levels")
     @classmethod
@@ -99,6 +116,8 @@ class Suite:
     train: list[Problem]
     """SFT and RL problems, in task-id order"""
     held_out: list[Problem]
+    tests_only: frozenset[str] = frozenset()
+    """the tests-only primitives (specs) of the variant; empty when it is off"""
 
     @property
     def sft(self) -> list[Problem]:
@@ -206,10 +225,12 @@ def _repair_held_out(
     held: dict[str, list[_Group]],
     train: list[_Group],
     teach: list[_Group],
+    tests_only: frozenset[str],
 ) -> None:
     """Replace held-out pipelines that use a primitive missing from ``teach`` (the SFT problems, or
-    all of train without any); rare at useful sizes."""
-    covered = frozenset(spec for group in teach for spec in group.key)
+    all of train without any) and not ``tests_only`` (those occur in RL problems); rare at useful
+    sizes without the variant."""
+    covered = frozenset(spec for group in teach for spec in group.key) | tests_only
     taken = {group.key for group in train} | {group.key for groups in held.values() for group in groups}
     for level, groups in held.items():
         for index, group in enumerate(groups):
@@ -222,8 +243,11 @@ def _repair_held_out(
             taken.add(groups[index].key)
 
 
-def _sft_indices(rng: random.Random, config: SuiteConfig, groups: list[_Group]) -> set[int]:
-    """Indices of the SFT problems: ``sft_fraction`` of each (level, style) stratum, rounded."""
+def _sft_indices(
+    rng: random.Random, config: SuiteConfig, groups: list[_Group], tests_only: frozenset[str]
+) -> set[int]:
+    """Indices of the SFT problems: ``sft_fraction`` of each (level, style) stratum, rounded, never
+    one using a ``tests_only`` primitive (a stratum with too few others gets fewer)."""
     strata: dict[tuple[str, str], list[int]] = {}
     for index, group in enumerate(groups):
         strata.setdefault((group.pipeline.level, group.style), []).append(index)
@@ -231,14 +255,24 @@ def _sft_indices(rng: random.Random, config: SuiteConfig, groups: list[_Group]) 
     for stratum in sorted(strata):
         members = strata[stratum]
         rng.shuffle(members)
-        chosen.update(members[: math.floor(config.sft_fraction * len(members) + 0.5)])
+        wanted = math.floor(config.sft_fraction * len(members) + 0.5)
+        eligible = [index for index in members if tests_only.isdisjoint(groups[index].key)]
+        if len(eligible) < wanted:
+            log.info("stratum %s: %d SFT problems instead of %d (tests-only)", stratum, len(eligible), wanted)
+        chosen.update(eligible[:wanted])
     return chosen
 
 
-def _train_problems(config: SuiteConfig, groups: list[_Group], sft: set[int]) -> list[Problem]:
+def _train_problems(
+    config: SuiteConfig, groups: list[_Group], sft: set[int], tests_only: frozenset[str]
+) -> list[Problem]:
     problems = []
     for index, group in enumerate(groups):
         split = "sft" if index in sft else "rl"
+        metadata: dict[str, Any] = {"split": split, "seed": config.seed}
+        hidden = bool(tests_only.intersection(group.key))  # the variant: never with a solution
+        if config.tests_only_primitives:
+            metadata["tests_only"] = hidden
         problems.append(
             make_problem(
                 f"suite-train-{index:05d}",
@@ -246,15 +280,22 @@ def _train_problems(config: SuiteConfig, groups: list[_Group], sft: set[int]) ->
                 group.style,
                 group.inputs[group.style],
                 config.example_tests,
-                {"split": split, "seed": config.seed},
-                with_solution=split == "sft" or not config.withhold_rl_solutions,
+                metadata,
+                with_solution=split == "sft" or not (config.withhold_rl_solutions or hidden),
             )
         )
     return problems
 
 
+def _held_out_metadata(config: SuiteConfig, group: _Group, tests_only: frozenset[str]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"split": "held_out", "seed": config.seed}
+    if config.tests_only_primitives:
+        metadata["group"] = held_out_group(group.key, tests_only)
+    return metadata
+
+
 def _held_out_problems(
-    rng: random.Random, config: SuiteConfig, held: dict[str, list[_Group]]
+    rng: random.Random, config: SuiteConfig, held: dict[str, list[_Group]], tests_only: frozenset[str]
 ) -> list[Problem]:
     counts = _level_counts(config.held_out_size, config.levels)
     chosen = [
@@ -270,7 +311,7 @@ def _held_out_problems(
             style,
             group.inputs[style],
             config.example_tests,
-            {"split": "held_out", "seed": config.seed},
+            _held_out_metadata(config, group, tests_only),
         )
         for index, (group, style) in enumerate(chosen)
     ]
@@ -292,12 +333,18 @@ def build_suite(config: SuiteConfig | Mapping[str, Any] | None = None, /, **fiel
     train_rng = random.Random(f"coderl-suite:{config.seed}:train")
     train_groups = _train_groups(train_rng, config, reserved)
     train_rng.shuffle(train_groups)  # task-id order
-    sft = _sft_indices(random.Random(f"coderl-suite:{config.seed}:sft"), config, train_groups)
+    tests_only = draw_tests_only(
+        random.Random(f"coderl-suite:{config.seed}:tests_only"),
+        config.tests_only_primitives,
+        [group.key for group in train_groups],
+    )
+    sft = _sft_indices(random.Random(f"coderl-suite:{config.seed}:sft"), config, train_groups, tests_only)
     teach = [group for index, group in enumerate(train_groups) if index in sft] or train_groups
-    _repair_held_out(train_rng, config, held, train_groups, teach)
-    train = _train_problems(config, train_groups, sft)
-    held_out = _held_out_problems(random.Random(f"coderl-suite:{config.seed}:order"), config, held)
-    suite = Suite(config, train, held_out)
+    _repair_held_out(train_rng, config, held, train_groups, teach, tests_only)
+    train = _train_problems(config, train_groups, sft, tests_only)
+    order_rng = random.Random(f"coderl-suite:{config.seed}:order")
+    held_out = _held_out_problems(order_rng, config, held, tests_only)
+    suite = Suite(config, train, held_out, tests_only)
     log.info(
         "suite seed %d: %d train (%d sft, %d rl), %d held-out problems",
         config.seed,

@@ -6,7 +6,9 @@ train, sft, rl and held_out (train = sft + rl). Both load with load_problems, e.
 ``coderl sft --problems OUT/sft.jsonl``. OUT/suite_config.yaml records the resolved SuiteConfig
 (problems/suite/build.py); further splits of the same suite may be added to OUT later, but an
 existing split is never overwritten. A summary of counts per split, level, style and input kind
-goes to stdout.
+goes to stdout. --tests-only-primitives K writes the tests-only variant (problems/suite/variant.py):
+K primitives occur in training only in RL problems without solutions, and each held-out problem
+records its group (seen_with_solutions or tests_only) in its metadata.
 Config precedence: --config FILE (SuiteConfig as TOML/YAML), then --set, then the flags.
 Exit codes: 0 written, 2 bad usage or input.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
 from coderl.cli import CommandError
@@ -24,6 +27,7 @@ from coderl.config import dump_config
 
 from .build import SPLITS, Suite, SuiteConfig, build_suite, count_problems
 from .export import export_apps, export_jsonl
+from .variant import GROUPS
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--train-size", type=int, metavar="N", help="train problems (sets train_size)")
     add("--held-out-size", type=int, metavar="N", help="held-out problems (sets held_out_size)")
     add("--sft-fraction", type=float, metavar="F", help="share of train in the SFT split (sets sft_fraction)")
+    add(
+        "--tests-only-primitives", type=int, metavar="K",
+        help="the tests-only variant: K primitives shown only through tests (sets tests_only_primitives)",
+    )  # fmt: skip
     add_config_options(parser, SuiteConfig, "SuiteConfig", "list_fraction=0")
 
 
@@ -52,6 +60,7 @@ def _config(args: argparse.Namespace) -> SuiteConfig:
         "train_size": args.train_size,
         "held_out_size": args.held_out_size,
         "sft_fraction": args.sft_fraction,
+        "tests_only_primitives": args.tests_only_primitives,
     }
     return load_command_config(SuiteConfig, args, flags)
 
@@ -86,6 +95,10 @@ def format_summary(suite: Suite, targets: dict[str, Path], fmt: str) -> str:
     for split, path in targets.items():
         counts = count_problems(suite.split(split))  # type: ignore[arg-type]
         lines.append(f"{split:<9}" + "".join(f"{counts[c]:>8}" for c in _COLUMNS) + f"  -> {path}")
+    if suite.tests_only:
+        groups = Counter(p.metadata["group"] for p in suite.held_out)
+        lines.append(f"tests-only primitives: {', '.join(sorted(suite.tests_only))}")
+        lines.append("held-out groups: " + ", ".join(f"{name} {groups[name]}" for name in GROUPS))
     return "\n".join(lines)
 
 
