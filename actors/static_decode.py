@@ -1,0 +1,480 @@
+"""Decoding over preallocated KV caches, with rows refilled as they finish (issue 17, CPU part).
+
+``ContinuousDecoder`` keeps ``slots`` rows busy: it takes a queue of ``DecodeRequest`` (prompt ids,
+forced prefix ids, caller metadata) and, when a row produces EOS or reaches ``max_new_tokens``,
+emits it and gives its slot the next prompt, instead of the batch waiting for its longest row.
+``static_sample_tokens`` is a drop-in for ``sampling.sample_tokens`` built on it. Per token it
+records what ``sample_tokens`` records: the raw (temperature 1) ``logprobs`` and the
+``sampling_logprobs`` of the temperature/top-p distribution, 0 for forced prefix tokens.
+
+Layout. Every cache tensor is allocated once: self-attention keys/values (slots, heads, capacity,
+head_dim) and, for an encoder-decoder, cross-attention keys/values (slots, heads, prompt capacity,
+head_dim), written once per prompt by the model's own attention code. All slots write the step's
+token at one shared column (``column``); a slot's additive ``self_mask`` (built here, not by
+transformers at every step) opens the columns of its row's prompt and tokens, none after the
+shared column. A refilled row starts at the current column with every earlier one closed: T5's
+relative bias (key column minus query column) is the same as in a fresh decode, and a causal
+model gets per-row ``position_ids``. When the shared column reaches the buffer's end, the caches
+shift left past the columns no live row uses (``_compact``, at most every ``slack`` steps). A
+causal model's new prompt is prefilled (all but its last token) into the ``reserve`` columns
+before the shared one. The model's own parameters are used: weights loaded in place between
+``decode`` calls apply. The caller sets eval mode, as for ``sample_tokens``.
+
+Static shapes: the step (``_forward``) reads only fixed-shape buffers and a 0-dim column tensor,
+so it can later be captured as a CUDA graph (the sampling generator would then have to be
+registered with the graph); prompt encoding, prefill, emission and compaction are outside it.
+No CUDA graph is captured here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from transformers import PreTrainedModel
+from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import BaseModelOutput
+
+from models.sequences import pad_left, positions
+
+from .config import SamplingConfig
+from .sampling import TokenSamples, _decode_attention, cache_argument, nucleus_logprobs
+
+__all__ = ["ContinuousDecoder", "DecodeRequest", "DecodedRow", "static_sample_tokens"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    prompt_ids: Sequence[int]
+    prefix_ids: Sequence[int] = ()
+    """forced first response tokens (critical sampling's seeds); they count towards the budget"""
+    meta: Any = None
+    """the caller's bookkeeping for the row (problem, sample index, group, policy version),
+    handed back untouched with the decoded row"""
+
+
+@dataclass(frozen=True)
+class DecodedRow:
+    request: DecodeRequest
+    token_ids: list[int]
+    logprobs: list[float]
+    sampling_logprobs: list[float]
+    finished: bool
+    """True where the row ended with EOS within the token budget"""
+
+
+class _SlotLayer(CacheLayerMixin):
+    """One layer's keys and values, allocated once; every slot writes at the shared ``column``
+    (a 0-dim tensor, so a captured graph reads the current value)."""
+
+    is_compileable = True
+    is_sliding = False
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, column: torch.Tensor) -> None:
+        super().__init__()
+        self.keys, self.values, self.column = keys, values, column
+        self.device = keys.device
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Nothing to do: the tensors are allocated up front."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if key_states.shape[-2] != 1:
+            raise ValueError(
+                "the static decoder feeds one token per step; prefill goes through a DynamicCache"
+            )
+        self.keys.index_copy_(2, self.column.view(1), key_states)
+        self.values.index_copy_(2, self.column.view(1), value_states)
+        return self.keys, self.values
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.keys.shape[2], 0
+
+    def get_seq_length(self) -> Any:
+        # the query's column: T5 computes its relative position bias from it, the masks their offset
+        return self.column
+
+    def get_max_length(self) -> int:
+        return int(self.keys.shape[2])
+
+
+class _CrossLayer(_SlotLayer):
+    """Cross-attention keys/values, written per prompt by ``_encode``; the model only reads them."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("cross-attention keys are written once per prompt, never by a decode step")
+
+    def get_seq_length(self) -> int:
+        return int(self.keys.shape[2])
+
+
+def _layers(cache: Cache, cross: bool = False) -> list[Any]:
+    if isinstance(cache, EncoderDecoderCache):
+        return list((cache.cross_attention_cache if cross else cache.self_attention_cache).layers)
+    return list(cache.layers)
+
+
+class ContinuousDecoder:
+    """``slots`` rows decoded together over static caches, each refilled from the queue as it ends."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        params: SamplingConfig,
+        eos_id: int,
+        pad_id: int,
+        slots: int,
+        max_prompt_tokens: int,
+        generator: torch.Generator | None = None,
+        slack: int | None = None,
+        refill_at: int | None = None,
+    ) -> None:
+        if slots < 1 or max_prompt_tokens < 1:
+            raise ValueError(
+                f"slots ({slots}) and max_prompt_tokens ({max_prompt_tokens}) must be at least 1"
+            )
+        self.model, self.params, self.generator = model, params, generator
+        self.eos_id, self.pad_id = eos_id, pad_id
+        self.slots, self.max_prompt_tokens = slots, max_prompt_tokens
+        # a refill runs the encoder (or a prefill) for the new rows: one call for several rows
+        # costs about what one call for a single row does, so free slots wait until there are
+        # `refill_at` of them (or all slots are free)
+        self.refill_at = refill_at if refill_at is not None else max(1, slots // 8)
+        self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
+        self.cache_name = cache_argument(model)
+        self.device = next(model.parameters()).device
+        n = params.max_new_tokens
+        # a causal prompt's first len-1 tokens are prefilled into the columns before the shared one
+        self.reserve = 0 if self.is_encoder_decoder else max_prompt_tokens - 1
+        # every step attends over all `capacity` columns (static shapes), and a compaction copies
+        # the caches once per `slack` steps: a quarter of the budget balances the two
+        self.capacity = self.reserve + n + (slack if slack is not None else max(1, n // 4))
+        if self.capacity <= self.reserve + n:
+            raise ValueError(f"slack must be at least 1, got {slack}")
+        self._allocate()
+
+    # -- buffers ---------------------------------------------------------------------------------
+
+    def _allocate(self) -> None:
+        b, n, device = self.slots, self.params.max_new_tokens, self.device
+        long = {"dtype": torch.long, "device": device}
+        self.column = torch.zeros((), **long)
+        dtype = next(self.model.parameters()).dtype
+        self.closed = torch.finfo(dtype).min
+        self.self_mask = torch.full((b, 1, 1, self.capacity), self.closed, dtype=dtype, device=device)
+        self.input_ids = torch.full((b, 1), self.pad_id, **long)
+        self.position_ids = torch.zeros((b, 1), **long)
+        self.steps = torch.zeros(b, **long)
+        self.prefix_ids = torch.full((b, n), self.pad_id, **long)
+        self.prefix_lengths = torch.zeros(b, **long)
+        self.active = torch.zeros(b, dtype=torch.bool, device=device)
+        self.out_tokens = torch.full((b, n), self.pad_id, **long)
+        self.out_logprobs = torch.zeros((b, n), device=device)
+        self.out_sampling = torch.zeros((b, n), device=device)
+        probe = self._probe_cache()
+        self_layers = [self._slot_layer(layer, self.capacity, _SlotLayer) for layer in _layers(probe)]
+        self.cache: Cache = Cache(layers=self_layers)
+        if self.is_encoder_decoder:
+            cross = [
+                self._slot_layer(layer, self.max_prompt_tokens, _CrossLayer) for layer in _layers(probe, True)
+            ]
+            self.cache = EncoderDecoderCache(self.cache, Cache(layers=cross))
+            self.encoder_mask = torch.full(
+                (b, 1, 1, self.max_prompt_tokens), self.closed, dtype=dtype, device=device
+            )
+            hidden = int(self.model.config.get_text_config().hidden_size)
+            # the decoder needs encoder states to run its cross-attention; it reads keys/values from
+            # the cache instead, so a one-column placeholder stands in for them
+            self.encoder_stub = BaseModelOutput(
+                last_hidden_state=torch.zeros((b, 1, hidden), dtype=dtype, device=device)
+            )
+        self.requests: list[DecodeRequest | None] = [None] * b
+        self.first_columns = [0] * b
+        self.s = 0
+        self.compactions = 0
+        """how many times the caches were shifted left (tests, benchmarks)"""
+        self.refills = 0
+        """how many times finished rows' slots were given new prompts"""
+
+    def _probe_cache(self) -> Cache:
+        """A one-token forward's cache: the number of layers, heads, head size and dtype to allocate."""
+        one = torch.full((1, 1), self.pad_id, dtype=torch.long, device=self.device)
+        kwargs: dict[str, Any] = {"input_ids": one, "attention_mask": torch.ones_like(one), "use_cache": True}
+        if self.is_encoder_decoder:
+            kwargs["decoder_input_ids"] = torch.full_like(one, int(self.model.config.decoder_start_token_id))
+        with torch.no_grad():
+            return getattr(self.model(**kwargs), self.cache_name)
+
+    def _slot_layer(self, probe: Any, width: int, kind: type[_SlotLayer]) -> _SlotLayer:
+        _, heads, _, head_dim = probe.keys.shape
+        shape = (self.slots, heads, width, head_dim)
+        keys = torch.zeros(shape, dtype=probe.keys.dtype, device=self.device)
+        return kind(keys, torch.zeros_like(keys), self.column)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def decode(self, requests: Iterable[DecodeRequest]) -> Iterator[DecodedRow]:
+        """Decode every request, yielding each row as it finishes (not in queue order)."""
+        queue = iter(requests)
+        free: list[int] = []
+        self.s = self.reserve
+        self.column.fill_(self.s)
+        self.active.zero_()
+        self.requests = [None] * self.slots
+        self._fill(list(range(self.slots)), queue)
+        while any(request is not None for request in self.requests):
+            if self.s >= self.capacity:
+                self._compact()
+            done = self._step()
+            yield from self._emit(done)
+            free += done
+            if len(free) >= self.refill_at or len(free) == self.slots:
+                self.refills += self._fill(free, queue)
+                free = []
+
+    def _step(self) -> list[int]:
+        """Feed one token per slot, choose and record the next; the slots whose row just ended."""
+        logits = self._forward()
+        chosen, raw, sampling = self._choose(logits)
+        at = self.steps.clamp(max=self.params.max_new_tokens - 1)[:, None]
+        self.out_tokens.scatter_(1, at, chosen[:, None])
+        self.out_logprobs.scatter_(1, at, raw[:, None])
+        self.out_sampling.scatter_(1, at, sampling[:, None])
+        self.steps += 1
+        self.input_ids.copy_(chosen[:, None])
+        self.position_ids += 1
+        self.column += 1
+        self.s += 1
+        ended = (chosen == self.eos_id) | (self.steps >= self.params.max_new_tokens)
+        return torch.nonzero(ended & self.active).flatten().tolist()
+
+    def _forward(self) -> torch.Tensor:
+        """The static-shape step: next-token logits (slots, vocab) in float32."""
+        self.self_mask.index_fill_(3, self.column.view(1), 0.0)  # each slot sees the column it writes
+        cache = {self.cache_name: self.cache}
+        with _decode_attention(self.device):
+            if self.is_encoder_decoder:
+                out = self.model(
+                    encoder_outputs=self.encoder_stub,
+                    attention_mask=self.encoder_mask,
+                    decoder_input_ids=self.input_ids,
+                    decoder_attention_mask=self.self_mask,
+                    use_cache=True,
+                    **cache,
+                )
+            else:
+                out = self.model(
+                    input_ids=self.input_ids,
+                    attention_mask=self.self_mask,
+                    position_ids=self.position_ids,
+                    use_cache=True,
+                    **cache,
+                )
+        return out.logits[:, -1].float()
+
+    def _choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(token, raw log-prob, sampling log-prob) per slot, prefix tokens forced where due."""
+        params = self.params
+        raw = torch.log_softmax(logits, dim=-1)
+        if params.is_greedy:
+            chosen = logits.argmax(dim=-1)
+            sampling = torch.zeros_like(raw[:, 0])
+        else:
+            warped = nucleus_logprobs(logits, params.temperature, params.top_p)
+            chosen = torch.multinomial(warped.exp(), 1, generator=self.generator).squeeze(1)
+            sampling = warped.gather(1, chosen[:, None]).squeeze(1)
+        at = self.steps.clamp(max=params.max_new_tokens - 1)[:, None]
+        forced = self.steps < self.prefix_lengths
+        chosen = torch.where(forced, self.prefix_ids.gather(1, at).squeeze(1), chosen)
+        sampling = torch.where(forced, 0.0, sampling)
+        return chosen, raw.gather(1, chosen[:, None]).squeeze(1), sampling
+
+    # -- rows in and out -------------------------------------------------------------------------
+
+    def _emit(self, done: list[int]) -> Iterator[DecodedRow]:
+        if not done:
+            return
+        rows = torch.tensor(done, device=self.device)
+        lengths = self.steps[rows].tolist()
+        tokens, logprobs = self.out_tokens[rows].tolist(), self.out_logprobs[rows].tolist()
+        sampling = self.out_sampling[rows].tolist()
+        self.active[rows] = False
+        for i, slot in enumerate(done):
+            request, length = self.requests[slot], lengths[i]
+            assert request is not None
+            self.requests[slot] = None
+            yield DecodedRow(
+                request=request,
+                token_ids=tokens[i][:length],
+                logprobs=logprobs[i][:length],
+                sampling_logprobs=sampling[i][:length],
+                finished=tokens[i][length - 1] == self.eos_id,
+            )
+
+    def _fill(self, free: list[int], queue: Iterator[DecodeRequest]) -> bool:
+        """Give each free slot the next request, if any; its caches and counters start over.
+        Whether any slot was given one."""
+        taken: list[tuple[int, DecodeRequest]] = []
+        for slot in free:
+            request = next(queue, None)
+            if request is None:
+                break
+            if not 0 < len(request.prompt_ids) <= self.max_prompt_tokens:
+                raise ValueError(
+                    f"a prompt of {len(request.prompt_ids)} tokens: the decoder takes 1 to "
+                    f"{self.max_prompt_tokens} (raise max_prompt_tokens)"
+                )
+            taken.append((slot, request))
+        if not taken:
+            return False
+        slots = [slot for slot, _ in taken]
+        rows = torch.tensor(slots, device=self.device)
+        prompts = [list(request.prompt_ids) for _, request in taken]
+        n = self.params.max_new_tokens
+        self.self_mask[rows] = self.closed
+        self.steps[rows] = 0
+        self.prefix_ids[rows] = self.pad_id
+        for slot, request in taken:
+            prefix = list(request.prefix_ids)[:n]
+            self.prefix_ids[slot, : len(prefix)] = torch.tensor(prefix, dtype=torch.long)
+            self.prefix_lengths[slot] = len(prefix)
+            self.requests[slot] = request
+        if self.is_encoder_decoder:
+            self._encode(rows, prompts)
+            self.input_ids[rows] = int(self.model.config.decoder_start_token_id)
+            first = self.s
+        else:
+            first = self.s - self._prefill(rows, prompts)
+            self.input_ids[rows, 0] = torch.tensor([p[-1] for p in prompts], device=self.device)
+            self.position_ids[rows, 0] = torch.tensor([len(p) - 1 for p in prompts], device=self.device)
+        for slot in slots:
+            self.first_columns[slot] = first
+        self.active[rows] = True
+        return True
+
+    def _encode(self, rows: torch.Tensor, prompts: list[list[int]]) -> None:
+        """Encode the new prompts and write their cross-attention keys/values into their slots,
+        computed by the model's own attention layers (one decoder pass on the start token)."""
+        ids, mask = (t.to(self.device) for t in pad_left(prompts, self.pad_id))
+        width = ids.shape[1]
+        cache = EncoderDecoderCache(
+            DynamicCache(config=self.model.config), DynamicCache(config=self.model.config)
+        )
+        start = torch.full(
+            (len(prompts), 1), int(self.model.config.decoder_start_token_id), device=self.device
+        )
+        with _decode_attention(self.device):
+            encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask)
+            self.model.get_decoder()(
+                input_ids=start,
+                encoder_hidden_states=encoded.last_hidden_state,
+                encoder_attention_mask=mask,
+                use_cache=True,
+                **{cache_argument(self.model.get_decoder()): cache},
+            )
+        keep = mask.bool()[:, None, :, None]
+        for target, source in zip(_layers(self.cache, True), _layers(cache, True), strict=True):
+            target.keys[rows, :, :width] = torch.where(keep, source.keys, 0.0).to(target.keys.dtype)
+            target.values[rows, :, :width] = torch.where(keep, source.values, 0.0).to(target.values.dtype)
+        self.encoder_mask[rows] = self.closed
+        self.encoder_mask[rows, :, :, :width] = self._additive(mask)
+
+    def _prefill(self, rows: torch.Tensor, prompts: list[list[int]]) -> int:
+        """Run the new prompts but their last token through the model and copy their keys/values
+        into the columns before the shared one; returns how many columns they take."""
+        ids, mask = (t.to(self.device) for t in pad_left([p[:-1] for p in prompts], self.pad_id))
+        width = ids.shape[1]
+        if width == 0:
+            return 0
+        with _decode_attention(self.device):
+            out = self.model.base_model(
+                input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True
+            )
+        # a fully padded row (a one-token prompt) attends to nothing and may hold NaN: zero it
+        keep = mask.bool()[:, None, :, None]
+        columns = slice(self.s - width, self.s)
+        for target, source in zip(_layers(self.cache), _layers(getattr(out, self.cache_name)), strict=True):
+            target.keys[rows, :, columns] = torch.where(keep, source.keys, 0.0).to(target.keys.dtype)
+            target.values[rows, :, columns] = torch.where(keep, source.values, 0.0).to(target.values.dtype)
+        self.self_mask[rows, :, :, columns] = self._additive(mask)
+        return width
+
+    def _additive(self, mask: torch.Tensor) -> torch.Tensor:
+        """A (rows, width) 0/1 mask as the additive (rows, 1, 1, width) one attention adds."""
+        return torch.where(mask.bool(), 0.0, self.closed).to(self.self_mask.dtype)[:, None, None, :]
+
+    def _compact(self) -> None:
+        """Shift every self-attention cache left past the columns no live row uses any more."""
+        live = [self.first_columns[slot] for slot, request in enumerate(self.requests) if request is not None]
+        shift = min([*live, self.s - self.reserve])
+        if shift <= 0:
+            raise RuntimeError(f"the static cache of {self.capacity} columns is full: raise slack")
+        kept = self.capacity - shift
+        for layer in _layers(self.cache):
+            for tensor in (layer.keys, layer.values):
+                tensor[:, :, :kept] = tensor[:, :, shift:].clone()
+        self.self_mask[..., :kept] = self.self_mask[..., shift:].clone()
+        self.self_mask[..., kept:] = self.closed
+        self.first_columns = [column - shift for column in self.first_columns]
+        self.s -= shift
+        self.column.fill_(self.s)
+        self.compactions += 1
+        log.debug("static decode cache compacted by %d columns", shift)
+
+
+@torch.no_grad()
+def static_sample_tokens(
+    model: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    params: SamplingConfig,
+    eos_id: int,
+    pad_id: int,
+    generator: torch.Generator | None = None,
+    prefixes: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> TokenSamples:
+    """``sample_tokens`` (same arguments, same result layout) over static caches, one slot per row."""
+    batch_size = prompt_ids.shape[0]
+    requests = []
+    for row in range(batch_size):
+        prompt = prompt_ids[row][prompt_mask[row].bool()].tolist()
+        prefix: list[int] = []
+        if prefixes is not None:
+            prefix = prefixes[0][row, : int(prefixes[1][row])].tolist()
+        requests.append(DecodeRequest(prompt, prefix, meta=row))
+    decoder = ContinuousDecoder(
+        model,
+        params,
+        eos_id,
+        pad_id,
+        slots=batch_size,
+        max_prompt_tokens=prompt_ids.shape[1],
+        generator=generator,
+        slack=1,  # no row is refilled: no column is ever reused
+    )
+    rows: list[DecodedRow | None] = [None] * batch_size
+    for decoded in decoder.decode(requests):
+        rows[decoded.request.meta] = decoded
+    return _stack([row for row in rows if row is not None], pad_id, prompt_ids.device)
+
+
+def _stack(rows: list[DecodedRow], pad_id: int, device: torch.device) -> TokenSamples:
+    def padded(values: list[list[Any]], fill: float, dtype: torch.dtype) -> torch.Tensor:
+        return pad_sequence(
+            [torch.tensor(v, dtype=dtype) for v in values], batch_first=True, padding_value=fill
+        )
+
+    token_ids = padded([r.token_ids for r in rows], pad_id, torch.long)
+    logprobs = padded([r.logprobs for r in rows], 0.0, torch.float32)
+    sampling = padded([r.sampling_logprobs for r in rows], 0.0, torch.float32)
+    mask = padded([[1] * len(r.token_ids) for r in rows], 0, torch.long)
+    finished = torch.tensor([r.finished for r in rows])
+    return TokenSamples(*(t.to(device) for t in (token_ids, logprobs, sampling, mask, finished)))
