@@ -22,7 +22,7 @@ from models.sequences import positions
 
 from .config import SamplingConfig
 
-__all__ = ["DECODE_ATTENTION_BACKENDS", "TokenSamples", "nucleus_logprobs", "sample_tokens"]
+__all__ = ["DECODE_ATTENTION_BACKENDS", "TokenSamples", "choose_tokens", "nucleus_logprobs", "sample_tokens"]
 
 DECODE_ATTENTION_BACKENDS: Sequence[SDPBackend] | None = (
     SDPBackend.FLASH_ATTENTION,
@@ -67,6 +67,20 @@ def nucleus_logprobs(logits: torch.Tensor, temperature: float, top_p: float) -> 
     return torch.log_softmax(logprobs.masked_fill(drop, float("-inf")), dim=-1)
 
 
+def choose_tokens(
+    logits: torch.Tensor, params: SamplingConfig, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row from next-token logits (b, vocab): the argmax at temperature 0, else a
+    draw from the temperature/top-p law; and its log-probability under the law sampled from (0
+    when greedy). Shapes: (b,), (b,)."""
+    if params.is_greedy:
+        chosen = logits.argmax(dim=-1)
+        return chosen, torch.zeros(chosen.shape, dtype=logits.dtype, device=logits.device)
+    warped = nucleus_logprobs(logits, params.temperature, params.top_p)
+    chosen = torch.multinomial(warped.exp(), 1, generator=generator).squeeze(1)
+    return chosen, warped.gather(1, chosen[:, None]).squeeze(1)
+
+
 @torch.no_grad()
 def sample_tokens(
     model: PreTrainedModel,
@@ -97,13 +111,7 @@ def sample_tokens(
     for position in range(params.max_new_tokens):
         logits = step(next_input).float()
         raw = torch.log_softmax(logits, dim=-1)
-        if params.is_greedy:
-            chosen = logits.argmax(dim=-1)
-            chosen_sampling = torch.zeros(batch_size, device=device)
-        else:
-            warped = nucleus_logprobs(logits, params.temperature, params.top_p)
-            chosen = torch.multinomial(warped.exp(), 1, generator=generator).squeeze(1)
-            chosen_sampling = warped.gather(1, chosen[:, None]).squeeze(1)
+        chosen, chosen_sampling = choose_tokens(logits, params, generator)
         if prefixes is not None:
             chosen, chosen_sampling = _force(prefixes, position, chosen, chosen_sampling)
         chosen = torch.where(alive, chosen, torch.full_like(chosen, pad_id))

@@ -42,7 +42,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from models.sequences import pad_left, positions
 
 from .config import SamplingConfig
-from .sampling import TokenSamples, _decode_attention, cache_argument, nucleus_logprobs
+from .sampling import TokenSamples, _decode_attention, cache_argument, choose_tokens
 
 __all__ = ["ContinuousDecoder", "DecodeRequest", "DecodedRow", "static_sample_tokens"]
 
@@ -284,13 +284,7 @@ class ContinuousDecoder:
         """(token, raw log-prob, sampling log-prob) per slot, prefix tokens forced where due."""
         params = self.params
         raw = torch.log_softmax(logits, dim=-1)
-        if params.is_greedy:
-            chosen = logits.argmax(dim=-1)
-            sampling = torch.zeros_like(raw[:, 0])
-        else:
-            warped = nucleus_logprobs(logits, params.temperature, params.top_p)
-            chosen = torch.multinomial(warped.exp(), 1, generator=self.generator).squeeze(1)
-            sampling = warped.gather(1, chosen[:, None]).squeeze(1)
+        chosen, sampling = choose_tokens(logits, params, self.generator)
         at = self.steps.clamp(max=params.max_new_tokens - 1)[:, None]
         forced = self.steps < self.prefix_lengths
         chosen = torch.where(forced, self.prefix_ids.gather(1, at).squeeze(1), chosen)

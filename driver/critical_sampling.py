@@ -148,6 +148,8 @@ class CriticalSampler:
         if not problem.example_tests:
             self._count("plain_rounds")
             return [(s, "sampled") for s, _ in self._sample(problem, budget, seed, f"/s{round_index}")]
+        # A seed never ends with the program's EOS (regenerating from it would copy the program), so
+        # a passing program needs a token before its EOS to give one.
         passing = [c for c in pool if c.passed_examples and len(c.sample.token_ids) > int(c.sample.finished)]
         if passing:
             self._count("refine_rounds")
@@ -158,8 +160,6 @@ class CriticalSampler:
     def _refine(
         self, problem: Problem, passing: list[Candidate], budget: int, seed: int | None, round_index: int
     ) -> list[tuple[SampledProgram, Origin]]:
-        # A seed never ends with the program's EOS: regenerating from it would copy the program.
-        passing = [c for c in passing if len(c.sample.token_ids) > int(c.sample.finished)]
         token_scores, _ = self._critic_scores(problem, passing)
         seeds = sorted(
             (

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from coderl.config import load_config
 from driver.role_metrics import METRICS, prometheus_names
+from driver.services import free_port
 from driver.train import TrainResult, train
 from driver.train_config import TrainConfig
 
@@ -49,12 +49,6 @@ _SERIES = re.compile(r"^(ray_coderl_\w+)\{(.*)\}\s+(\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def metrics_port() -> Iterator[int]:
     """A local Ray cluster of this test only (its own temp dir), exporting metrics on a known port;
@@ -67,7 +61,7 @@ def metrics_port() -> Iterator[int]:
         docker.from_env().ping()
     except docker.errors.DockerException as exc:
         pytest.skip(f"no Docker engine: {exc}")
-    port = _free_port()
+    port = free_port()
     # A short temp dir: Ray's socket paths under it must stay within the OS's 107 characters.
     temp_dir = tempfile.mkdtemp(prefix="ray-rm-", dir="/tmp")
     ray.init(
