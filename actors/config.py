@@ -43,6 +43,12 @@ class PolicyConfig(BaseModel):
     """ground-truth programs are cut to this many tokens for training; CodeRL uses 512"""
     seed: int = 0
     """seeds the random initialisation of preset models"""
+    decoder: Literal["auto", "static", "dynamic"] = "auto"
+    """static: preallocated KV caches, with each finished row's slot refilled from the queue of
+    programs to sample (actors/static_decode.py); dynamic: growing caches, ``batch_size`` programs
+    decoded together until their longest ends (actors/sampling.py); auto: static for the
+    architectures its exactness tests cover (t5, gpt2, llama, mistral, qwen2, ...; see
+    actors/static_cache.py), dynamic for others"""
 
 
 class SamplingConfig(BaseModel):
@@ -58,7 +64,8 @@ class SamplingConfig(BaseModel):
     """nucleus sampling: the smallest set of tokens whose probability reaches top_p"""
     max_new_tokens: int = Field(default=512, ge=1)
     batch_size: int = Field(default=32, ge=1)
-    """sequences decoded together (n samples of one problem count n)"""
+    """sequences decoded together (n samples of one problem count n); the static decoder keeps
+    this many rows busy"""
     seed: int | None = 0
     """None draws from torch's global generator; an int makes sampling reproducible"""
 

@@ -22,7 +22,9 @@ from models.sequences import TokenBatch, pad_left, pad_right
 from models.weight_sync import PackedWeights, WeightPacker, load_packed
 
 from .config import PolicyConfig, SamplingConfig
-from .sampling import TokenSamples, sample_tokens
+from .sampling import sample_tokens
+from .static_cache import static_decode_refusal
+from .static_decode import ContinuousDecoder, DecodedRow, DecodeRequest
 
 __all__ = ["POLICY_FILE", "Policy"]
 
@@ -49,6 +51,16 @@ class Policy:
         self.device = next(model.parameters()).device
         self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
         self._packer = WeightPacker()
+        self.static_decoder = self._choose_decoder(config.decoder)
+        """whether ``sample`` decodes over static caches with rows refilled (else growing caches)"""
+
+    def _choose_decoder(self, decoder: str) -> bool:
+        refusal = static_decode_refusal(self.model)
+        if decoder == "static" and refusal is not None:
+            log.warning("policy.decoder=static on a model it is not tested on: %s", refusal)
+        elif decoder == "auto" and refusal is not None:
+            log.info("sampling with the dynamic decoder: %s", refusal)
+        return decoder == "static" or (decoder == "auto" and refusal is None)
 
     @classmethod
     def load(cls, config: PolicyConfig) -> Policy:
@@ -132,11 +144,45 @@ class Policy:
         self.model.eval()
         out: list[SampledProgram] = []
         try:
+            if self.static_decoder and jobs:
+                return self._sample_continuous(jobs, params, generator, round_id)
             for start in range(0, len(jobs), params.batch_size):
                 chunk = jobs[start : start + params.batch_size]
                 out.extend(self._sample_chunk(chunk, params, generator, round_id))
         finally:
             self.model.train(was_training)
+        return out
+
+    def _sample_continuous(
+        self,
+        jobs: Sequence[tuple[Problem, int, list[int]]],
+        params: SamplingConfig,
+        generator: torch.Generator | None,
+        round_id: str,
+    ) -> list[SampledProgram]:
+        """Every job through one ``ContinuousDecoder``: ``params.batch_size`` rows busy, each
+        refilled with the next job as it ends; programs come back in job order."""
+        prompts = [self.prompt_token_ids(problem) for problem, _, _ in jobs]
+        requests = [
+            DecodeRequest(prompt, prefix, meta=index)
+            for index, (prompt, (_, _, prefix)) in enumerate(zip(prompts, jobs, strict=True))
+        ]
+        decoder = ContinuousDecoder(
+            self.model,
+            params,
+            self.eos_id,
+            self.pad_id,
+            slots=min(params.batch_size, len(jobs)),
+            max_prompt_tokens=max(len(prompt) for prompt in prompts),
+            generator=generator,
+        )
+        rows: list[DecodedRow | None] = [None] * len(jobs)
+        for row in decoder.decode(requests):
+            rows[row.request.meta] = row
+        out = []
+        for (problem, index, _), prompt, row in zip(jobs, prompts, rows, strict=True):
+            assert row is not None
+            out.append(self._program(problem, index, prompt, row, params, round_id))
         return out
 
     def _sample_chunk(
@@ -162,44 +208,42 @@ class Policy:
             generator=generator,
             prefixes=forced,
         )
-        kind = "greedy" if params.is_greedy else "sample"
-        return [
-            self._sampled_program(
-                f"{problem.task_id}/v{self.version}{round_id}",
-                f"{kind}{index}",
-                problem,
-                prompt,
-                samples,
-                row,
-                is_greedy=params.is_greedy,
+        out = []
+        for row, ((problem, index, _), prompt) in enumerate(zip(jobs, prompts, strict=True)):
+            length = int(samples.mask[row].sum())
+            decoded = DecodedRow(
+                request=DecodeRequest(prompt),
+                token_ids=samples.token_ids[row, :length].tolist(),
+                logprobs=samples.logprobs[row, :length].tolist(),
+                sampling_logprobs=samples.sampling_logprobs[row, :length].tolist(),
+                finished=bool(samples.finished[row]),
             )
-            for row, ((problem, index, _), prompt) in enumerate(zip(jobs, prompts, strict=True))
-        ]
+            out.append(self._program(problem, index, prompt, decoded, params, round_id))
+        return out
 
-    def _sampled_program(
+    def _program(
         self,
-        group_id: str,
-        member: str,
         problem: Problem,
+        index: int,
         prompt: list[int],
-        samples: TokenSamples,
-        row: int,
-        is_greedy: bool,
+        row: DecodedRow,
+        params: SamplingConfig,
+        round_id: str,
     ) -> SampledProgram:
-        length = int(samples.mask[row].sum())
-        token_ids = samples.token_ids[row, :length].tolist()
+        group_id = f"{problem.task_id}/v{self.version}{round_id}"
+        kind = "greedy" if params.is_greedy else "sample"
         return SampledProgram(
-            sample_id=f"{group_id}/{member}",
+            sample_id=f"{group_id}/{kind}{index}",
             task_id=problem.task_id,
             group_id=group_id,
             policy_version=self.version,
-            program=extract_program(self.decode(token_ids)),
+            program=extract_program(self.decode(row.token_ids)),
             prompt_token_ids=prompt,
-            token_ids=token_ids,
-            logprobs=samples.logprobs[row, :length].tolist(),
-            sampling_logprobs=samples.sampling_logprobs[row, :length].tolist(),
-            finished=bool(samples.finished[row]),
-            is_greedy=is_greedy,
+            token_ids=row.token_ids,
+            logprobs=row.logprobs,
+            sampling_logprobs=row.sampling_logprobs,
+            finished=row.finished,
+            is_greedy=params.is_greedy,
         )
 
     # -- weights --------------------------------------------------------------------------------

@@ -36,13 +36,13 @@ from typing import Any
 import torch
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel
-from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from models.sequences import pad_left, positions
 
 from .config import SamplingConfig
 from .sampling import TokenSamples, _decode_attention, cache_argument, choose_tokens
+from .static_cache import allocate_caches, cache_layers, cross_keys_values
 
 __all__ = ["ContinuousDecoder", "DecodeRequest", "DecodedRow", "static_sample_tokens"]
 
@@ -69,58 +69,6 @@ class DecodedRow:
     """True where the row ended with EOS within the token budget"""
 
 
-class _SlotLayer(CacheLayerMixin):
-    """One layer's keys and values, allocated once; every slot writes at the shared ``column``
-    (a 0-dim tensor, so a captured graph reads the current value)."""
-
-    is_compileable = True
-    is_sliding = False
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, column: torch.Tensor) -> None:
-        super().__init__()
-        self.keys, self.values, self.column = keys, values, column
-        self.device = keys.device
-        self.is_initialized = True
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        """Nothing to do: the tensors are allocated up front."""
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if key_states.shape[-2] != 1:
-            raise ValueError(
-                "the static decoder feeds one token per step; prefill goes through a DynamicCache"
-            )
-        self.keys.index_copy_(2, self.column.view(1), key_states)
-        self.values.index_copy_(2, self.column.view(1), value_states)
-        return self.keys, self.values
-
-    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
-        return self.keys.shape[2], 0
-
-    def get_seq_length(self) -> Any:
-        # the query's column: T5 computes its relative position bias from it, the masks their offset
-        return self.column
-
-    def get_max_length(self) -> int:
-        return int(self.keys.shape[2])
-
-
-class _CrossLayer(_SlotLayer):
-    """Cross-attention keys/values, written per prompt by ``_encode``; the model only reads them."""
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("cross-attention keys are written once per prompt, never by a decode step")
-
-    def get_seq_length(self) -> int:
-        return int(self.keys.shape[2])
-
-
-def _layers(cache: Cache, cross: bool = False) -> list[Any]:
-    if isinstance(cache, EncoderDecoderCache):
-        return list((cache.cross_attention_cache if cross else cache.self_attention_cache).layers)
-    return list(cache.layers)
-
-
 class ContinuousDecoder:
     """``slots`` rows decoded together over static caches, each refilled from the queue as it ends."""
 
@@ -135,6 +83,7 @@ class ContinuousDecoder:
         generator: torch.Generator | None = None,
         slack: int | None = None,
         refill_at: int | None = None,
+        static_shapes: bool | None = None,
     ) -> None:
         if slots < 1 or max_prompt_tokens < 1:
             raise ValueError(
@@ -150,6 +99,9 @@ class ContinuousDecoder:
         self.is_encoder_decoder = bool(model.config.is_encoder_decoder)
         self.cache_name = cache_argument(model)
         self.device = next(model.parameters()).device
+        # fixed shapes only pay where a graph replays the step (CUDA); elsewhere a step attends up to
+        # the shared column, as a growing cache would, instead of over the whole buffer
+        self.static_shapes = self.device.type == "cuda" if static_shapes is None else static_shapes
         n = params.max_new_tokens
         # a causal prompt's first len-1 tokens are prefilled into the columns before the shared one
         self.reserve = 0 if self.is_encoder_decoder else max_prompt_tokens - 1
@@ -178,14 +130,10 @@ class ContinuousDecoder:
         self.out_tokens = torch.full((b, n), self.pad_id, **long)
         self.out_logprobs = torch.zeros((b, n), device=device)
         self.out_sampling = torch.zeros((b, n), device=device)
-        probe = self._probe_cache()
-        self_layers = [self._slot_layer(layer, self.capacity, _SlotLayer) for layer in _layers(probe)]
-        self.cache: Cache = Cache(layers=self_layers)
+        self.self_layers, self.cache = allocate_caches(
+            self.model, self.pad_id, b, self.capacity, self.max_prompt_tokens, self.column
+        )
         if self.is_encoder_decoder:
-            cross = [
-                self._slot_layer(layer, self.max_prompt_tokens, _CrossLayer) for layer in _layers(probe, True)
-            ]
-            self.cache = EncoderDecoderCache(self.cache, Cache(layers=cross))
             self.encoder_mask = torch.full(
                 (b, 1, 1, self.max_prompt_tokens), self.closed, dtype=dtype, device=device
             )
@@ -198,25 +146,12 @@ class ContinuousDecoder:
         self.requests: list[DecodeRequest | None] = [None] * b
         self.first_columns = [0] * b
         self.s = 0
+        self.forcing_until = 0
+        """the shared step before which some live row may still have prefix tokens to force"""
         self.compactions = 0
         """how many times the caches were shifted left (tests, benchmarks)"""
         self.refills = 0
         """how many times finished rows' slots were given new prompts"""
-
-    def _probe_cache(self) -> Cache:
-        """A one-token forward's cache: the number of layers, heads, head size and dtype to allocate."""
-        one = torch.full((1, 1), self.pad_id, dtype=torch.long, device=self.device)
-        kwargs: dict[str, Any] = {"input_ids": one, "attention_mask": torch.ones_like(one), "use_cache": True}
-        if self.is_encoder_decoder:
-            kwargs["decoder_input_ids"] = torch.full_like(one, int(self.model.config.decoder_start_token_id))
-        with torch.no_grad():
-            return getattr(self.model(**kwargs), self.cache_name)
-
-    def _slot_layer(self, probe: Any, width: int, kind: type[_SlotLayer]) -> _SlotLayer:
-        _, heads, _, head_dim = probe.keys.shape
-        shape = (self.slots, heads, width, head_dim)
-        keys = torch.zeros(shape, dtype=probe.keys.dtype, device=self.device)
-        return kind(keys, torch.zeros_like(keys), self.column)
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -226,6 +161,7 @@ class ContinuousDecoder:
         queue = iter(requests)
         free: list[int] = []
         self.s = self.reserve
+        self.forcing_until = 0
         self.column.fill_(self.s)
         self.active.zero_()
         self.requests = [None] * self.slots
@@ -243,8 +179,8 @@ class ContinuousDecoder:
     def _step(self) -> list[int]:
         """Feed one token per slot, choose and record the next; the slots whose row just ended."""
         logits = self._forward()
-        chosen, raw, sampling = self._choose(logits)
         at = self.steps.clamp(max=self.params.max_new_tokens - 1)[:, None]
+        chosen, raw, sampling = self._choose(logits, at)
         self.out_tokens.scatter_(1, at, chosen[:, None])
         self.out_logprobs.scatter_(1, at, raw[:, None])
         self.out_sampling.scatter_(1, at, sampling[:, None])
@@ -259,6 +195,10 @@ class ContinuousDecoder:
     def _forward(self) -> torch.Tensor:
         """The static-shape step: next-token logits (slots, vocab) in float32."""
         self.self_mask.index_fill_(3, self.column.view(1), 0.0)  # each slot sees the column it writes
+        width = self.capacity if self.static_shapes else self.s + 1
+        for layer in self.self_layers:
+            layer.width = width
+        self_mask = self.self_mask[..., :width]
         cache = {self.cache_name: self.cache}
         with _decode_attention(self.device):
             if self.is_encoder_decoder:
@@ -266,29 +206,31 @@ class ContinuousDecoder:
                     encoder_outputs=self.encoder_stub,
                     attention_mask=self.encoder_mask,
                     decoder_input_ids=self.input_ids,
-                    decoder_attention_mask=self.self_mask,
+                    decoder_attention_mask=self_mask,
                     use_cache=True,
                     **cache,
                 )
             else:
                 out = self.model(
                     input_ids=self.input_ids,
-                    attention_mask=self.self_mask,
+                    attention_mask=self_mask,
                     position_ids=self.position_ids,
                     use_cache=True,
                     **cache,
                 )
         return out.logits[:, -1].float()
 
-    def _choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(token, raw log-prob, sampling log-prob) per slot, prefix tokens forced where due."""
-        params = self.params
+    def _choose(
+        self, logits: torch.Tensor, at: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(token, raw log-prob, sampling log-prob) per slot, prefix tokens forced where due
+        (``at``: each slot's step, (slots, 1))."""
         raw = torch.log_softmax(logits, dim=-1)
-        chosen, sampling = choose_tokens(logits, params, self.generator)
-        at = self.steps.clamp(max=params.max_new_tokens - 1)[:, None]
-        forced = self.steps < self.prefix_lengths
-        chosen = torch.where(forced, self.prefix_ids.gather(1, at).squeeze(1), chosen)
-        sampling = torch.where(forced, 0.0, sampling)
+        chosen, sampling = choose_tokens(logits, self.params, self.generator)
+        if self.s < self.forcing_until:
+            forced = self.steps < self.prefix_lengths
+            chosen = torch.where(forced, self.prefix_ids.gather(1, at).squeeze(1), chosen)
+            sampling = torch.where(forced, 0.0, sampling)
         return chosen, raw.gather(1, chosen[:, None]).squeeze(1), sampling
 
     # -- rows in and out -------------------------------------------------------------------------
@@ -340,6 +282,7 @@ class ContinuousDecoder:
             prefix = list(request.prefix_ids)[:n]
             self.prefix_ids[slot, : len(prefix)] = torch.tensor(prefix, dtype=torch.long)
             self.prefix_lengths[slot] = len(prefix)
+            self.forcing_until = max(self.forcing_until, self.s + len(prefix))
             self.requests[slot] = request
         if self.is_encoder_decoder:
             self._encode(rows, prompts)
@@ -355,29 +298,14 @@ class ContinuousDecoder:
         return True
 
     def _encode(self, rows: torch.Tensor, prompts: list[list[int]]) -> None:
-        """Encode the new prompts and write their cross-attention keys/values into their slots,
-        computed by the model's own attention layers (one decoder pass on the start token)."""
+        """Encode the new prompts and write their cross-attention keys/values into their slots."""
         ids, mask = (t.to(self.device) for t in pad_left(prompts, self.pad_id))
         width = ids.shape[1]
-        cache = EncoderDecoderCache(
-            DynamicCache(config=self.model.config), DynamicCache(config=self.model.config)
-        )
-        start = torch.full(
-            (len(prompts), 1), int(self.model.config.decoder_start_token_id), device=self.device
-        )
-        with _decode_attention(self.device):
-            encoded = self.model.get_encoder()(input_ids=ids, attention_mask=mask)
-            self.model.get_decoder()(
-                input_ids=start,
-                encoder_hidden_states=encoded.last_hidden_state,
-                encoder_attention_mask=mask,
-                use_cache=True,
-                **{cache_argument(self.model.get_decoder()): cache},
-            )
         keep = mask.bool()[:, None, :, None]
-        for target, source in zip(_layers(self.cache, True), _layers(cache, True), strict=True):
-            target.keys[rows, :, :width] = torch.where(keep, source.keys, 0.0).to(target.keys.dtype)
-            target.values[rows, :, :width] = torch.where(keep, source.values, 0.0).to(target.values.dtype)
+        pairs = cross_keys_values(self.model, ids, mask)
+        for target, (keys, values) in zip(cache_layers(self.cache, True), pairs, strict=True):
+            target.keys[rows, :, :width] = torch.where(keep, keys, 0.0).to(target.keys.dtype)
+            target.values[rows, :, :width] = torch.where(keep, values, 0.0).to(target.values.dtype)
         self.encoder_mask[rows] = self.closed
         self.encoder_mask[rows, :, :, :width] = self._additive(mask)
 
@@ -395,7 +323,9 @@ class ContinuousDecoder:
         # a fully padded row (a one-token prompt) attends to nothing and may hold NaN: zero it
         keep = mask.bool()[:, None, :, None]
         columns = slice(self.s - width, self.s)
-        for target, source in zip(_layers(self.cache), _layers(getattr(out, self.cache_name)), strict=True):
+        for target, source in zip(
+            cache_layers(self.cache), cache_layers(getattr(out, self.cache_name)), strict=True
+        ):
             target.keys[rows, :, columns] = torch.where(keep, source.keys, 0.0).to(target.keys.dtype)
             target.values[rows, :, columns] = torch.where(keep, source.values, 0.0).to(target.values.dtype)
         self.self_mask[rows, :, :, columns] = self._additive(mask)
@@ -412,13 +342,14 @@ class ContinuousDecoder:
         if shift <= 0:
             raise RuntimeError(f"the static cache of {self.capacity} columns is full: raise slack")
         kept = self.capacity - shift
-        for layer in _layers(self.cache):
+        for layer in cache_layers(self.cache):
             for tensor in (layer.keys, layer.values):
                 tensor[:, :, :kept] = tensor[:, :, shift:].clone()
         self.self_mask[..., :kept] = self.self_mask[..., shift:].clone()
         self.self_mask[..., kept:] = self.closed
         self.first_columns = [column - shift for column in self.first_columns]
         self.s -= shift
+        self.forcing_until -= shift
         self.column.fill_(self.s)
         self.compactions += 1
         log.debug("static decode cache compacted by %d columns", shift)
@@ -434,8 +365,10 @@ def static_sample_tokens(
     pad_id: int,
     generator: torch.Generator | None = None,
     prefixes: tuple[torch.Tensor, torch.Tensor] | None = None,
+    static_shapes: bool | None = None,
 ) -> TokenSamples:
-    """``sample_tokens`` (same arguments, same result layout) over static caches, one slot per row."""
+    """``sample_tokens`` (same arguments, same result layout) over static caches, one slot per row;
+    ``static_shapes``: see ``ContinuousDecoder``."""
     batch_size = prompt_ids.shape[0]
     requests = []
     for row in range(batch_size):
@@ -453,6 +386,7 @@ def static_sample_tokens(
         max_prompt_tokens=prompt_ids.shape[1],
         generator=generator,
         slack=1,  # no row is refilled: no column is ever reused
+        static_shapes=static_shapes,
     )
     rows: list[DecodedRow | None] = [None] * batch_size
     for decoded in decoder.decode(requests):

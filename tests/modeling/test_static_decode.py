@@ -9,6 +9,7 @@ import torch
 from actors.config import SamplingConfig
 from actors.policy import Policy
 from actors.sampling import nucleus_logprobs, sample_tokens
+from actors.static_cache import cross_keys_values
 from actors.static_decode import ContinuousDecoder, DecodedRow, DecodeRequest, static_sample_tokens
 from models.sequences import pad_left, pad_right, response_logits, response_logprobs
 from problems import Problem
@@ -37,7 +38,11 @@ def _requests(policy: Policy, prompts: list[list[int]]) -> list[DecodeRequest]:
 
 
 def _decode(
-    policy: Policy, requests: list[DecodeRequest], params: SamplingConfig, slots: int
+    policy: Policy,
+    requests: list[DecodeRequest],
+    params: SamplingConfig,
+    slots: int,
+    static_shapes: bool = False,
 ) -> list[DecodedRow]:
     decoder = ContinuousDecoder(
         policy.model,
@@ -49,6 +54,7 @@ def _decode(
         generator=torch.Generator().manual_seed(3),
         slack=3,  # a small buffer: the caches are compacted several times
         refill_at=2,  # new rows join two at a time: encoded or prefilled together, left-padded
+        static_shapes=static_shapes,
     )
     rows = list(decoder.decode(requests))
     metas = [row.request.meta for row in rows]
@@ -81,10 +87,15 @@ def _check_against_teacher_forcing(policy: Policy, rows: list[DecodedRow], n: in
     return logits
 
 
+STATIC_SHAPES = pytest.mark.parametrize("static_shapes", [False, True], ids=["narrow", "static-shapes"])
+"""every step over the whole buffer (what a CUDA graph replays) or up to the shared column (CPU)"""
+
+
+@STATIC_SHAPES
 @pytest.mark.parametrize("eos", ["model", "never"])
 @pytest.mark.parametrize("with_prefixes", [False, True])
 def test_greedy_static_path_matches_sample_tokens(
-    policy: Policy, add_problems: list[Problem], eos: str, with_prefixes: bool
+    policy: Policy, add_problems: list[Problem], eos: str, with_prefixes: bool, static_shapes: bool
 ) -> None:
     eos_id = policy.eos_id if eos == "model" else NEVER_EOS
     prompts = _prompts(policy, add_problems)
@@ -96,7 +107,9 @@ def test_greedy_static_path_matches_sample_tokens(
         prefixes = (prefix_ids, prefix_mask.sum(dim=1))
     params = SamplingConfig(temperature=0.0, max_new_tokens=16)
     expected = sample_tokens(policy.model, ids, mask, params, eos_id, policy.pad_id, prefixes=prefixes)
-    static = static_sample_tokens(policy.model, ids, mask, params, eos_id, policy.pad_id, prefixes=prefixes)
+    static = static_sample_tokens(
+        policy.model, ids, mask, params, eos_id, policy.pad_id, prefixes=prefixes, static_shapes=static_shapes
+    )
     assert static.token_ids.tolist() == expected.token_ids.tolist()
     assert torch.equal(static.mask, expected.mask)
     assert torch.equal(static.finished, expected.finished)
@@ -104,15 +117,18 @@ def test_greedy_static_path_matches_sample_tokens(
     torch.testing.assert_close(static.sampling_logprobs, expected.sampling_logprobs, atol=0, rtol=0)
 
 
-def test_refilled_rows_decode_as_they_would_alone(policy: Policy, add_problems: list[Problem]) -> None:
+@STATIC_SHAPES
+def test_refilled_rows_decode_as_they_would_alone(
+    policy: Policy, add_problems: list[Problem], static_shapes: bool
+) -> None:
     """More prompts than slots, of different lengths, ending at different steps: every row gets
     what it gets decoded alone, and its log-probs are those of a teacher-forced pass."""
     params = SamplingConfig(temperature=0.0, max_new_tokens=10)
     requests = _requests(policy, _prompts(policy, add_problems))
-    together = _decode(policy, requests, params, slots=3)
+    together = _decode(policy, requests, params, slots=3, static_shapes=static_shapes)
     assert len({len(row.token_ids) for row in together}) > 1
     for row in together:
-        alone = _decode(policy, [row.request], params, slots=1)[0]
+        alone = _decode(policy, [row.request], params, slots=1, static_shapes=not static_shapes)[0]
         assert row.token_ids == alone.token_ids
         assert row.finished == alone.finished
         torch.testing.assert_close(
@@ -124,10 +140,13 @@ def test_refilled_rows_decode_as_they_would_alone(policy: Policy, add_problems: 
         assert row.token_ids[start:] == logits[i, start:length].argmax(dim=-1).tolist()
 
 
-def test_sampled_rows_carry_true_and_warped_logprobs(policy: Policy, add_problems: list[Problem]) -> None:
+@STATIC_SHAPES
+def test_sampled_rows_carry_true_and_warped_logprobs(
+    policy: Policy, add_problems: list[Problem], static_shapes: bool
+) -> None:
     params = SamplingConfig(temperature=0.8, top_p=0.95, max_new_tokens=12)
     requests = _requests(policy, _prompts(policy, add_problems))
-    rows = _decode(policy, requests, params, slots=3)
+    rows = _decode(policy, requests, params, slots=3, static_shapes=static_shapes)
     logits = _check_against_teacher_forcing(policy, rows, params.max_new_tokens)
     sampled = 0
     for i, row in enumerate(rows):
@@ -155,3 +174,20 @@ def test_prompts_longer_than_the_decoder_takes_are_refused(policy: Policy) -> No
     )
     with pytest.raises(ValueError, match="raise max_prompt_tokens"):
         list(decoder.decode([DecodeRequest(list(range(3, 12)))]))
+
+
+def test_t5_cross_attention_projections_match_a_decoder_pass(
+    policy: Policy, add_problems: list[Problem]
+) -> None:
+    """The shortcut (each layer's key/value projections of the encoder's output) writes what the
+    model's own attention code caches on a decoder pass, padding columns included."""
+    if not policy.model.config.is_encoder_decoder:
+        pytest.skip("cross-attention is the encoder-decoder's")
+    ids, mask = pad_left(_prompts(policy, add_problems), policy.pad_id)
+    with torch.no_grad():
+        shortcut = cross_keys_values(policy.model, ids, mask)
+        reference = cross_keys_values(policy.model, ids, mask, projections=False)
+    assert len(shortcut) == len(reference) == policy.model.config.num_decoder_layers
+    for (keys, values), (ref_keys, ref_values) in zip(shortcut, reference, strict=True):
+        torch.testing.assert_close(keys, ref_keys)
+        torch.testing.assert_close(values, ref_values)
