@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 POLICY_FILE = "coderl_policy.json"
 """written beside the Hugging Face files of a checkpoint: the policy version and training state"""
 
+PROMPT_BUCKET = 64
+"""prompt columns of a kept decoder come in multiples of this"""
+KEPT_DECODERS = 2
+"""decoders (and their caches and graphs) a policy on CUDA keeps"""
+
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -53,6 +58,9 @@ class Policy:
         self._packer = WeightPacker()
         self.static_decoder = self._choose_decoder(config.decoder)
         """whether ``sample`` decodes over static caches with rows refilled (else growing caches)"""
+        self._decoders: dict[tuple[int, int, int], ContinuousDecoder] = {}
+        """on CUDA, decoders kept by shape (slots, prompt width, new tokens): their captured graphs
+        replay across calls and weight loads; elsewhere one is built per call"""
 
     def _choose_decoder(self, decoder: str) -> bool:
         refusal = static_decode_refusal(self.model)
@@ -167,23 +175,27 @@ class Policy:
             DecodeRequest(prompt, prefix, meta=index)
             for index, (prompt, (_, _, prefix)) in enumerate(zip(prompts, jobs, strict=True))
         ]
-        decoder = ContinuousDecoder(
-            self.model,
-            params,
-            self.eos_id,
-            self.pad_id,
-            slots=min(params.batch_size, len(jobs)),
-            max_prompt_tokens=max(len(prompt) for prompt in prompts),
-            generator=generator,
-        )
+        decoder = self._decoder(params, min(params.batch_size, len(jobs)), max(map(len, prompts)))
         rows: list[DecodedRow | None] = [None] * len(jobs)
-        for row in decoder.decode(requests):
+        for row in decoder.decode(requests, params, generator):
             rows[row.request.meta] = row
         out = []
         for (problem, index, _), prompt, row in zip(jobs, prompts, rows, strict=True):
             assert row is not None
             out.append(self._program(problem, index, prompt, row, params, round_id))
         return out
+
+    def _decoder(self, params: SamplingConfig, slots: int, prompt_width: int) -> ContinuousDecoder:
+        if self.device.type != "cuda":
+            return ContinuousDecoder(self.model, params, self.eos_id, self.pad_id, slots, prompt_width)
+        # prompt widths round up to a bucket, so rounds of similar prompts share one graph
+        bucket = min(self.config.max_prompt_tokens, -(-prompt_width // PROMPT_BUCKET) * PROMPT_BUCKET)
+        key = (slots, max(bucket, prompt_width), params.max_new_tokens)
+        if key not in self._decoders:
+            while len(self._decoders) >= KEPT_DECODERS:  # each holds its caches: drop the oldest
+                del self._decoders[next(iter(self._decoders))]
+            self._decoders[key] = ContinuousDecoder(self.model, params, self.eos_id, self.pad_id, *key[:2])
+        return self._decoders[key]
 
     def _sample_chunk(
         self,
@@ -270,4 +282,5 @@ class Policy:
     def to(self, device: str) -> Policy:
         self.device = resolve_device(device)
         self.model.to(self.device)
+        self._decoders.clear()  # their caches and graphs live on the old device
         return self

@@ -3,7 +3,8 @@
 ``ContinuousDecoder`` keeps ``slots`` rows busy: it takes a queue of ``DecodeRequest`` (prompt ids,
 forced prefix ids, caller metadata) and, when a row produces EOS or reaches ``max_new_tokens``,
 emits it and gives its slot the next prompt, instead of the batch waiting for its longest row.
-``static_sample_tokens`` is a drop-in for ``sampling.sample_tokens`` built on it. Per token it
+``actors.static_batch.static_sample_tokens`` is a drop-in for ``sampling.sample_tokens`` built on
+it. Per token it
 records what ``sample_tokens`` records: the raw (temperature 1) ``logprobs`` and the
 ``sampling_logprobs`` of the temperature/top-p distribution, 0 for forced prefix tokens.
 
@@ -20,10 +21,13 @@ causal model's new prompt is prefilled (all but its last token) into the ``reser
 before the shared one. The model's own parameters are used: weights loaded in place between
 ``decode`` calls apply. The caller sets eval mode, as for ``sample_tokens``.
 
-Static shapes: the step (``_forward``) reads only fixed-shape buffers and a 0-dim column tensor,
-so it can later be captured as a CUDA graph (the sampling generator would then have to be
-registered with the graph); prompt encoding, prefill, emission and compaction are outside it.
-No CUDA graph is captured here.
+Static shapes (the default on CUDA): the step (``_forward``) reads only fixed-shape buffers and a
+0-dim column tensor, and attends over the whole buffer; it is captured as a CUDA graph on its
+first call and replayed after (``actors/cuda_graph.py``, checked against an eager step, eager if
+capture fails). Token choice, prompt encoding, prefill, emission and compaction stay outside the
+graph. Elsewhere a step attends only up to the shared column, as a growing cache would. A decoder
+is reused across ``decode`` calls (and weight loads) with the same shapes: ``params`` and the
+generator may change per call, ``max_new_tokens`` may not.
 """
 
 from __future__ import annotations
@@ -34,17 +38,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput
 
 from models.sequences import pad_left, positions
 
 from .config import SamplingConfig
-from .sampling import TokenSamples, _decode_attention, cache_argument, choose_tokens
+from .cuda_graph import GraphedStep, capture_checked
+from .sampling import _decode_attention, cache_argument, choose_tokens
 from .static_cache import allocate_caches, cache_layers, cross_keys_values
 
-__all__ = ["ContinuousDecoder", "DecodeRequest", "DecodedRow", "static_sample_tokens"]
+__all__ = ["ContinuousDecoder", "DecodeRequest", "DecodedRow"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ class ContinuousDecoder:
         slack: int | None = None,
         refill_at: int | None = None,
         static_shapes: bool | None = None,
+        cuda_graph: bool | None = None,
     ) -> None:
         if slots < 1 or max_prompt_tokens < 1:
             raise ValueError(
@@ -102,6 +107,10 @@ class ContinuousDecoder:
         # fixed shapes only pay where a graph replays the step (CUDA); elsewhere a step attends up to
         # the shared column, as a growing cache would, instead of over the whole buffer
         self.static_shapes = self.device.type == "cuda" if static_shapes is None else static_shapes
+        if cuda_graph and not (self.static_shapes and self.device.type == "cuda"):
+            raise ValueError("a CUDA graph needs static shapes on a CUDA device")
+        self.use_graph = self.static_shapes and self.device.type == "cuda" and cuda_graph is not False
+        self.graph: GraphedStep | None = None
         n = params.max_new_tokens
         # a causal prompt's first len-1 tokens are prefilled into the columns before the shared one
         self.reserve = 0 if self.is_encoder_decoder else max_prompt_tokens - 1
@@ -156,8 +165,21 @@ class ContinuousDecoder:
     # -- the loop --------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def decode(self, requests: Iterable[DecodeRequest]) -> Iterator[DecodedRow]:
-        """Decode every request, yielding each row as it finishes (not in queue order)."""
+    def decode(
+        self,
+        requests: Iterable[DecodeRequest],
+        params: SamplingConfig | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[DecodedRow]:
+        """Decode every request, yielding each row as it finishes (not in queue order); ``params``
+        and ``generator`` replace the constructor's for this call and later ones."""
+        if params is not None:
+            if params.max_new_tokens != self.params.max_new_tokens:
+                raise ValueError(
+                    f"this decoder's buffers hold {self.params.max_new_tokens} new tokens, "
+                    f"not {params.max_new_tokens}: build another"
+                )
+            self.params, self.generator = params, generator
         queue = iter(requests)
         free: list[int] = []
         self.s = self.reserve
@@ -193,7 +215,17 @@ class ContinuousDecoder:
         return torch.nonzero(ended & self.active).flatten().tolist()
 
     def _forward(self) -> torch.Tensor:
-        """The static-shape step: next-token logits (slots, vocab) in float32."""
+        """Next-token logits (slots, vocab) in float32: the captured graph's replay where there is
+        one, else an eager step (captured first, on CUDA with static shapes)."""
+        if self.graph is not None:
+            return self.graph()
+        if self.use_graph:
+            self.use_graph = False  # one capture per decoder, kept or not
+            self.graph, logits = capture_checked(self._eager_forward, self.device)
+            return logits
+        return self._eager_forward()
+
+    def _eager_forward(self) -> torch.Tensor:
         self.self_mask.index_fill_(3, self.column.view(1), 0.0)  # each slot sees the column it writes
         width = self.capacity if self.static_shapes else self.s + 1
         for layer in self.self_layers:
@@ -353,56 +385,3 @@ class ContinuousDecoder:
         self.column.fill_(self.s)
         self.compactions += 1
         log.debug("static decode cache compacted by %d columns", shift)
-
-
-@torch.no_grad()
-def static_sample_tokens(
-    model: PreTrainedModel,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    params: SamplingConfig,
-    eos_id: int,
-    pad_id: int,
-    generator: torch.Generator | None = None,
-    prefixes: tuple[torch.Tensor, torch.Tensor] | None = None,
-    static_shapes: bool | None = None,
-) -> TokenSamples:
-    """``sample_tokens`` (same arguments, same result layout) over static caches, one slot per row;
-    ``static_shapes``: see ``ContinuousDecoder``."""
-    batch_size = prompt_ids.shape[0]
-    requests = []
-    for row in range(batch_size):
-        prompt = prompt_ids[row][prompt_mask[row].bool()].tolist()
-        prefix: list[int] = []
-        if prefixes is not None:
-            prefix = prefixes[0][row, : int(prefixes[1][row])].tolist()
-        requests.append(DecodeRequest(prompt, prefix, meta=row))
-    decoder = ContinuousDecoder(
-        model,
-        params,
-        eos_id,
-        pad_id,
-        slots=batch_size,
-        max_prompt_tokens=prompt_ids.shape[1],
-        generator=generator,
-        slack=1,  # no row is refilled: no column is ever reused
-        static_shapes=static_shapes,
-    )
-    rows: list[DecodedRow | None] = [None] * batch_size
-    for decoded in decoder.decode(requests):
-        rows[decoded.request.meta] = decoded
-    return _stack([row for row in rows if row is not None], pad_id, prompt_ids.device)
-
-
-def _stack(rows: list[DecodedRow], pad_id: int, device: torch.device) -> TokenSamples:
-    def padded(values: list[list[Any]], fill: float, dtype: torch.dtype) -> torch.Tensor:
-        return pad_sequence(
-            [torch.tensor(v, dtype=dtype) for v in values], batch_first=True, padding_value=fill
-        )
-
-    token_ids = padded([r.token_ids for r in rows], pad_id, torch.long)
-    logprobs = padded([r.logprobs for r in rows], 0.0, torch.float32)
-    sampling = padded([r.sampling_logprobs for r in rows], 0.0, torch.float32)
-    mask = padded([[1] * len(r.token_ids) for r in rows], 0, torch.long)
-    finished = torch.tensor([r.finished for r in rows])
-    return TokenSamples(*(t.to(device) for t in (token_ids, logprobs, sampling, mask, finished)))

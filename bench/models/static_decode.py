@@ -28,7 +28,8 @@ import torch
 
 from actors.config import SamplingConfig
 from actors.sampling import sample_tokens
-from actors.static_decode import ContinuousDecoder, DecodeRequest, static_sample_tokens
+from actors.static_batch import static_sample_tokens
+from actors.static_decode import ContinuousDecoder, DecodeRequest
 from bench.models.measure import NEVER_EOS, PAD_ID, random_ids, sync
 from models.loading import load_model, resolve_device
 from models.sequences import pad_left, pad_right

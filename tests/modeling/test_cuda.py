@@ -169,3 +169,30 @@ def test_bfloat16_decoding_stays_off_cudnn_attention(add_problems: list[Problem]
     ops = {event.key for event in profile.key_averages()}
     assert "aten::scaled_dot_product_attention" in ops  # the model does use SDPA
     assert not [op for op in ops if "cudnn_attention" in op]
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-causal"])
+def test_static_decoder_replays_a_cuda_graph_across_weight_loads(
+    preset: str, add_problems: list[Problem]
+) -> None:
+    """On CUDA the sampler's default decoder captures its step once, checks the replay against an
+    eager step, keeps it across calls, and replays it with weights loaded in place afterwards:
+    each decode equals the growing-cache decoder's on the same weights."""
+    _, gpu = _pair(preset)
+    dynamic = Policy(gpu.model, gpu.tokenizer, PolicyConfig(model=preset, device="cuda", decoder="dynamic"))
+    assert gpu.static_decoder and not dynamic.static_decoder
+    greedy = SamplingConfig(n=2, temperature=0.0, max_new_tokens=24)
+
+    def same(a: list, b: list) -> None:
+        for x, y in zip(a, b, strict=True):
+            assert x.token_ids == y.token_ids
+            torch.testing.assert_close(torch.tensor(x.logprobs), torch.tensor(y.logprobs), **TOLERANCE)
+
+    same(gpu.sample(add_problems, greedy), dynamic.sample(add_problems, greedy))
+    [decoder] = gpu._decoders.values()
+    graph = decoder.graph
+    assert graph is not None, "the decode step was not captured (see the warning logged)"
+    other = Policy.load(PolicyConfig(model=preset, device="cuda", seed=11))
+    gpu.load_packed(other.packed_weights())
+    same(gpu.sample(add_problems, greedy), dynamic.sample(add_problems, greedy))  # dynamic shares the model
+    assert list(gpu._decoders.values()) == [decoder] and decoder.graph is graph  # no re-capture

@@ -12,8 +12,9 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, Pretrained
 from actors.config import PolicyConfig, SamplingConfig
 from actors.policy import Policy
 from actors.sampling import sample_tokens
+from actors.static_batch import static_sample_tokens
 from actors.static_cache import STATIC_ARCHITECTURES, static_decode_refusal
-from actors.static_decode import ContinuousDecoder, DecodeRequest, static_sample_tokens
+from actors.static_decode import ContinuousDecoder, DecodeRequest
 from models.sequences import pad_left
 
 VOCAB = 300

@@ -9,8 +9,9 @@ import torch
 from actors.config import SamplingConfig
 from actors.policy import Policy
 from actors.sampling import nucleus_logprobs, sample_tokens
+from actors.static_batch import static_sample_tokens
 from actors.static_cache import cross_keys_values
-from actors.static_decode import ContinuousDecoder, DecodedRow, DecodeRequest, static_sample_tokens
+from actors.static_decode import ContinuousDecoder, DecodedRow, DecodeRequest
 from models.sequences import pad_left, pad_right, response_logits, response_logprobs
 from problems import Problem
 
