@@ -22,10 +22,13 @@ before the shared one. The model's own parameters are used: weights loaded in pl
 ``decode`` calls apply. The caller sets eval mode, as for ``sample_tokens``.
 
 Static shapes (the default on CUDA): the step (``_forward``) reads only fixed-shape buffers and a
-0-dim column tensor, and attends over the whole buffer; it is captured as a CUDA graph on its
-first call and replayed after (``actors/cuda_graph.py``, checked against an eager step, eager if
-capture fails). Token choice, prompt encoding, prefill, emission and compaction stay outside the
-graph. Elsewhere a step attends only up to the shared column, as a growing cache would. A decoder
+0-dim column tensor, and attends over the first ``width`` columns, the smallest of
+``WIDTH_BUCKETS`` fixed widths that holds the shared column (a step's cost grows with the columns
+it reads, so a fixed width of the whole buffer would read 2.5 times what a growing cache reads over
+a decode). Each width's step is captured as a CUDA graph on its first use and replayed after
+(``actors/cuda_graph.py``, checked against an eager step, eager if capture fails). Token choice,
+prompt encoding, prefill, emission and compaction stay outside the graphs. Elsewhere a step
+attends up to the shared column exactly, as a growing cache would. A decoder
 is reused across ``decode`` calls (and weight loads) with the same shapes: ``params`` and the
 generator may change per call, ``max_new_tokens`` may not.
 """
@@ -51,6 +54,9 @@ from .static_cache import allocate_caches, cache_layers, cross_keys_values
 __all__ = ["ContinuousDecoder", "DecodeRequest", "DecodedRow"]
 
 log = logging.getLogger(__name__)
+
+WIDTH_BUCKETS = 4
+"""fixed attention widths per decoder with static shapes, so one CUDA graph each"""
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,8 @@ class ContinuousDecoder:
         if cuda_graph and not (self.static_shapes and self.device.type == "cuda"):
             raise ValueError("a CUDA graph needs static shapes on a CUDA device")
         self.use_graph = self.static_shapes and self.device.type == "cuda" and cuda_graph is not False
-        self.graph: GraphedStep | None = None
+        self.graphs: dict[int, GraphedStep | None] = {}
+        """width -> its captured step (None where capture failed: eager steps at that width)"""
         n = params.max_new_tokens
         # a causal prompt's first len-1 tokens are prefilled into the columns before the shared one
         self.reserve = 0 if self.is_encoder_decoder else max_prompt_tokens - 1
@@ -119,6 +126,11 @@ class ContinuousDecoder:
         self.capacity = self.reserve + n + (slack if slack is not None else max(1, n // 4))
         if self.capacity <= self.reserve + n:
             raise ValueError(f"slack must be at least 1, got {slack}")
+        span = self.capacity - self.reserve  # a causal prompt's columns are always read
+        self.widths = sorted(
+            {self.reserve + -(-span * k // WIDTH_BUCKETS) for k in range(1, WIDTH_BUCKETS + 1)}
+        )
+        """the fixed widths a static-shapes step attends over (the last is the whole buffer)"""
         self._allocate()
 
     # -- buffers ---------------------------------------------------------------------------------
@@ -217,17 +229,16 @@ class ContinuousDecoder:
     def _forward(self) -> torch.Tensor:
         """Next-token logits (slots, vocab) in float32: the captured graph's replay where there is
         one, else an eager step (captured first, on CUDA with static shapes)."""
-        if self.graph is not None:
-            return self.graph()
-        if self.use_graph:
-            self.use_graph = False  # one capture per decoder, kept or not
-            self.graph, logits = capture_checked(self._eager_forward, self.device)
+        width = self.s + 1 if not self.static_shapes else next(w for w in self.widths if w > self.s)
+        if (graph := self.graphs.get(width)) is not None:
+            return graph()
+        if self.use_graph and width not in self.graphs:
+            self.graphs[width], logits = capture_checked(lambda: self._eager_forward(width), self.device)
             return logits
-        return self._eager_forward()
+        return self._eager_forward(width)
 
-    def _eager_forward(self) -> torch.Tensor:
+    def _eager_forward(self, width: int) -> torch.Tensor:
         self.self_mask.index_fill_(3, self.column.view(1), 0.0)  # each slot sees the column it writes
-        width = self.capacity if self.static_shapes else self.s + 1
         for layer in self.self_layers:
             layer.width = width
         self_mask = self.self_mask[..., :width]

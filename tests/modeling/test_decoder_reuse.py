@@ -82,3 +82,34 @@ def test_a_replay_must_match_the_eager_step() -> None:
     assert not matches_eager(flipped, near_tie)
     assert not matches_eager(eager[:1], eager)
     assert not matches_eager(torch.full_like(eager, float("nan")), eager)
+
+
+def test_static_shapes_step_through_width_buckets(policy: Policy, add_problems: list[Problem]) -> None:
+    """With static shapes a step attends over the smallest fixed width holding the shared column:
+    several widths over one decode (one CUDA graph each on a GPU), each ending past the column."""
+    prompts = [policy.prompt_token_ids(p) for p in add_problems]
+    params = SamplingConfig(temperature=0.0, max_new_tokens=20)
+    decoder = ContinuousDecoder(
+        policy.model, params, -1, policy.pad_id, slots=4, max_prompt_tokens=max(map(len, prompts)),
+        static_shapes=True,
+    )  # fmt: skip
+    seen: list[tuple[int, int]] = []
+    eager = decoder._eager_forward
+
+    def spy(width: int) -> torch.Tensor:
+        seen.append((decoder.s, width))
+        return eager(width)
+
+    decoder._eager_forward = spy  # type: ignore[method-assign]
+    policy.model.eval()
+    rows = sorted(
+        decoder.decode([DecodeRequest(p, meta=i) for i, p in enumerate(prompts)]),
+        key=lambda r: r.request.meta,
+    )
+    assert len({width for _, width in seen}) == len(decoder.widths) > 1
+    assert all(
+        column < width and (width == min(w for w in decoder.widths if w > column)) for column, width in seen
+    )
+    ids, mask = pad_left(prompts, policy.pad_id)
+    expected = sample_tokens(policy.model, ids, mask, params, -1, policy.pad_id)
+    assert [row.token_ids for row in rows] == expected.token_ids.tolist()
