@@ -64,3 +64,31 @@ def test_bfloat16_weights_are_benchmarked_in_bfloat16(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["dtype"] == "bfloat16"
     assert all(step["median_ms"] > 0 for step in data["models"][0]["steps"])
+
+
+def test_static_decode_bench_runs_every_cell(tmp_path: Path) -> None:
+    """python -m bench.models.static_decode: a cell per (model, batch, new tokens), both decoders
+    doing the same work (the bench refuses otherwise), ratios from the rates it reports."""
+    out = tmp_path / "static.json"
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "bench.models.static_decode", "--models", "tiny", "tiny-causal",
+            "--batch", "2", "3", "--new-tokens", "4", "--prompt-tokens", "6", "--queue", "2",
+            "--repeats", "1", "--threads", "1", "--json", str(out),
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    cells = json.loads(out.read_text())["cells"]
+    assert [(c["model"], c["batch"]) for c in cells] == [
+        ("tiny", 2),
+        ("tiny", 3),
+        ("tiny-causal", 2),
+        ("tiny-causal", 3),
+    ]
+    for cell in cells:
+        assert cell["fixed_tokens"] == cell["batch"] * 4
+        assert cell["batch"] * 2 <= cell["ragged_tokens"] <= cell["batch"] * 2 * 4
+        assert cell["fixed_ratio"] == pytest.approx(cell["fixed_static_tps"] / cell["fixed_dynamic_tps"])
+        assert cell["fixed_static_gpu_busy"] is None  # CPU: no GPU share to report
+    assert run.stdout.count(" x") == 2 * len(cells)
