@@ -6,11 +6,11 @@ logits; ``replay`` re-runs the recorded kernels on whatever those buffers hold n
 the model's own tensors: a broadcast copied into them in place (``models.weight_sync``) is read by
 the next replay without re-capture.
 
-What it guarantees: the step is captured once per decoder and checked on capture: the replayed
-logits must equal an eager run of the same step from the same state (``matches_eager``), else the
-caller falls back to eager steps. What it does not: it cannot see a step that reads Python state
-changing between replays (the width of a narrowing cache, a Python int position); such a step must
-not be captured, which is why only the static-shapes path is.
+What it guarantees: each step (one per attention width of a decoder) is captured once and checked
+on capture: the replayed logits must equal an eager run of the same step from the same state
+(``matches_eager``), else the caller falls back to eager steps. What it does not: it cannot see
+a step that reads Python state changing between replays (the width of a narrowing cache, a Python
+int position); such a step must not be captured, which is why only the static-shapes path is.
 """
 
 from __future__ import annotations

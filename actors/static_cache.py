@@ -10,6 +10,7 @@ from a one-token probe of the model, run once per model and remembered.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import torch
@@ -26,6 +27,7 @@ __all__ = [
     "cache_layers",
     "cross_keys_values",
     "static_decode_refusal",
+    "write_rows",
 ]
 
 STATIC_ARCHITECTURES = frozenset(
@@ -50,7 +52,8 @@ class SlotLayer(CacheLayerMixin):
         self.device = keys.device
         self.is_initialized = True
         self.width = int(keys.shape[2])
-        """columns a step attends over: all of them for static shapes, else up to the shared one"""
+        """columns a step attends over, set by the decoder before each step: a fixed width bucket
+        with static shapes, else up to the shared column"""
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         """Nothing to do: the tensors are allocated up front."""
@@ -163,6 +166,22 @@ def allocate_caches(
         cross = [layer(shape, cross_width, CrossLayer) for shape in cross_shapes]
         cache = EncoderDecoderCache(cache, Cache(layers=cross))
     return self_layers, cache
+
+
+def write_rows(
+    layers: list[Any],
+    pairs: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    rows: torch.Tensor,
+    columns: slice,
+    mask: torch.Tensor,
+) -> None:
+    """Copy each layer's (keys, values) of new prompts, (len(rows), heads, width, head_dim), into
+    ``columns`` of those ``rows`` of the slot layers; padded columns (``mask`` 0, (rows, width))
+    are written as zeros, since a fully padded row attends to nothing and may hold NaN."""
+    keep = mask.bool()[:, None, :, None]
+    for target, (keys, values) in zip(layers, pairs, strict=True):
+        target.keys[rows, :, columns] = torch.where(keep, keys, 0.0).to(target.keys.dtype)
+        target.values[rows, :, columns] = torch.where(keep, values, 0.0).to(target.values.dtype)
 
 
 def _t5_cross_attentions(model: PreTrainedModel) -> list[Any] | None:

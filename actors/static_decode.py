@@ -1,16 +1,15 @@
-"""Decoding over preallocated KV caches, with rows refilled as they finish (issue 17, CPU part).
+"""Decoding over preallocated KV caches, with rows refilled as they finish (the sampler's default).
 
 ``ContinuousDecoder`` keeps ``slots`` rows busy: it takes a queue of ``DecodeRequest`` (prompt ids,
 forced prefix ids, caller metadata) and, when a row produces EOS or reaches ``max_new_tokens``,
 emits it and gives its slot the next prompt, instead of the batch waiting for its longest row.
 ``actors.static_batch.static_sample_tokens`` is a drop-in for ``sampling.sample_tokens`` built on
-it. Per token it
-records what ``sample_tokens`` records: the raw (temperature 1) ``logprobs`` and the
-``sampling_logprobs`` of the temperature/top-p distribution, 0 for forced prefix tokens.
+it. Per token it records what ``sample_tokens`` records: the raw (temperature 1) ``logprobs`` and
+the ``sampling_logprobs`` of the temperature/top-p distribution, 0 for forced prefix tokens.
 
 Layout. Every cache tensor is allocated once: self-attention keys/values (slots, heads, capacity,
 head_dim) and, for an encoder-decoder, cross-attention keys/values (slots, heads, prompt capacity,
-head_dim), written once per prompt by the model's own attention code. All slots write the step's
+head_dim), written once per prompt (``static_cache.cross_keys_values``). All slots write the step's
 token at one shared column (``column``); a slot's additive ``self_mask`` (built here, not by
 transformers at every step) opens the columns of its row's prompt and tokens, none after the
 shared column. A refilled row starts at the current column with every earlier one closed: T5's
@@ -28,9 +27,9 @@ it reads, so a fixed width of the whole buffer would read 2.5 times what a growi
 a decode). Each width's step is captured as a CUDA graph on its first use and replayed after
 (``actors/cuda_graph.py``, checked against an eager step, eager if capture fails). Token choice,
 prompt encoding, prefill, emission and compaction stay outside the graphs. Elsewhere a step
-attends up to the shared column exactly, as a growing cache would. A decoder
-is reused across ``decode`` calls (and weight loads) with the same shapes: ``params`` and the
-generator may change per call, ``max_new_tokens`` may not.
+attends up to the shared column exactly, as a growing cache would. A decoder is reused across
+``decode`` calls (and weight loads) with the same shapes: ``params`` and the generator may change
+per call, ``max_new_tokens`` may not.
 """
 
 from __future__ import annotations
@@ -49,7 +48,7 @@ from models.sequences import pad_left, positions
 from .config import SamplingConfig
 from .cuda_graph import GraphedStep, capture_checked
 from .sampling import _decode_attention, cache_argument, choose_tokens
-from .static_cache import allocate_caches, cache_layers, cross_keys_values
+from .static_cache import allocate_caches, cache_layers, cross_keys_values, write_rows
 
 __all__ = ["ContinuousDecoder", "DecodeRequest", "DecodedRow"]
 
@@ -121,7 +120,7 @@ class ContinuousDecoder:
         n = params.max_new_tokens
         # a causal prompt's first len-1 tokens are prefilled into the columns before the shared one
         self.reserve = 0 if self.is_encoder_decoder else max_prompt_tokens - 1
-        # every step attends over all `capacity` columns (static shapes), and a compaction copies
+        # a larger buffer makes a static-shapes step read more columns, and a compaction copies
         # the caches once per `slack` steps: a quarter of the budget balances the two
         self.capacity = self.reserve + n + (slack if slack is not None else max(1, n // 4))
         if self.capacity <= self.reserve + n:
@@ -344,11 +343,8 @@ class ContinuousDecoder:
         """Encode the new prompts and write their cross-attention keys/values into their slots."""
         ids, mask = (t.to(self.device) for t in pad_left(prompts, self.pad_id))
         width = ids.shape[1]
-        keep = mask.bool()[:, None, :, None]
         pairs = cross_keys_values(self.model, ids, mask)
-        for target, (keys, values) in zip(cache_layers(self.cache, True), pairs, strict=True):
-            target.keys[rows, :, :width] = torch.where(keep, keys, 0.0).to(target.keys.dtype)
-            target.values[rows, :, :width] = torch.where(keep, values, 0.0).to(target.values.dtype)
+        write_rows(cache_layers(self.cache, True), pairs, rows, slice(0, width), mask)
         self.encoder_mask[rows] = self.closed
         self.encoder_mask[rows, :, :, :width] = self._additive(mask)
 
@@ -363,14 +359,9 @@ class ContinuousDecoder:
             out = self.model.base_model(
                 input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True
             )
-        # a fully padded row (a one-token prompt) attends to nothing and may hold NaN: zero it
-        keep = mask.bool()[:, None, :, None]
         columns = slice(self.s - width, self.s)
-        for target, source in zip(
-            cache_layers(self.cache), cache_layers(getattr(out, self.cache_name)), strict=True
-        ):
-            target.keys[rows, :, columns] = torch.where(keep, source.keys, 0.0).to(target.keys.dtype)
-            target.values[rows, :, columns] = torch.where(keep, source.values, 0.0).to(target.values.dtype)
+        pairs = [(layer.keys, layer.values) for layer in cache_layers(getattr(out, self.cache_name))]
+        write_rows(cache_layers(self.cache), pairs, rows, columns, mask)
         self.self_mask[rows, :, :, columns] = self._additive(mask)
         return width
 
