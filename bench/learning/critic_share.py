@@ -202,9 +202,8 @@ def summary(m: Measurement) -> dict[str, Any]:
     out: dict[str, Any] = {"problems": m.problems, "sandbox_errors": m.sandbox_errors}
     out |= accuracy_summary(m.labels, m.predictions, m.num_classes) if m.labels else {"programs": 0}
     out["credit"] = summarize_credit(m.credits) | {"problems_with_pairs": m.problems_with_pairs}
-    present = {g for g in m.groups if g is not None}
     out["by_group"] = {}
-    for group in group_names({str(i): g for i, g in enumerate(present)}):
+    for group in group_names(g for g in m.groups if g is not None):
         rows = [i for i, g in enumerate(m.groups) if g == group]
         out["by_group"][group] = accuracy_summary(
             [m.labels[i] for i in rows], [m.predictions[i] for i in rows], m.num_classes
@@ -220,13 +219,21 @@ def _f(value: float | None, width: int = 7) -> str:
     return f"{value:>{width}.3f}" if value is not None else f"{'-':>{width}}"
 
 
+def accuracy_cells(s: dict[str, Any]) -> str:
+    """The ``ACCURACY_COLUMNS`` of one summary: programs, pass rate, accuracies and baselines."""
+    c, b = s["classes"], s["binary"]
+    return (
+        f"{s['programs']:>7}{_f(s['pass_rate'])}"
+        f"{_f(c['accuracy'])}{_f(c['majority_accuracy'])}{_f(b['accuracy'])}{_f(b['majority_accuracy'])}"
+    )
+
+
 def row_text(arm: str, phase: str, seed: str, s: dict[str, Any]) -> str:
     if not s["programs"]:
         return f"  {arm:<15}{phase:<13}{seed:>5}{0:>7}  (no programs)"
-    c, b, k = s["classes"], s["binary"], s["credit"]
+    k = s["credit"]
     return (
-        f"  {arm:<15}{phase:<13}{seed:>5}{s['programs']:>7}{_f(s['pass_rate'])}"
-        f"{_f(c['accuracy'])}{_f(c['majority_accuracy'])}{_f(b['accuracy'])}{_f(b['majority_accuracy'])}"
+        f"  {arm:<15}{phase:<13}{seed:>5}{accuracy_cells(s)}"
         f"{k['pairs']:>7}{_f(k['mean_at_d'])}{_f(k['mean_weight'])}{_f(k['mean_ratio'])}"
         f"{_f(k['above'])}{_f(k['mean_jump'])}"
     )
@@ -245,11 +252,7 @@ def print_groups(rows: list[dict[str, Any]]) -> None:
     print(f"  {'arm':<15}{'phase':<13}{'group':<21}" + ACCURACY_COLUMNS)
     for r in pooled:
         for group, s in r["by_group"].items():
-            c, b = s["classes"], s["binary"]
-            print(
-                f"  {r['arm']:<15}{r['phase']:<13}{group:<21}{s['programs']:>7}{_f(s['pass_rate'])}"
-                f"{_f(c['accuracy'])}{_f(c['majority_accuracy'])}{_f(b['accuracy'])}{_f(b['majority_accuracy'])}"
-            )
+            print(f"  {r['arm']:<15}{r['phase']:<13}{group:<21}{accuracy_cells(s)}")
 
 
 def main(argv: list[str] | None = None) -> int:

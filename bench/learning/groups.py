@@ -10,7 +10,7 @@ is then repeated on each group's problems alone, pooled over the seeds as the ov
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,9 @@ def suite_groups(run_dir: Path) -> dict[str, str]:
     return {p.task_id: p.metadata["group"] for p in held_out if "group" in p.metadata}
 
 
-def group_names(groups: Mapping[str, str]) -> list[str]:
-    """The groups present, the variant's in ``GROUPS`` order first."""
-    present = set(groups.values())
+def group_names(groups: Iterable[str]) -> list[str]:
+    """The distinct groups among ``groups``, the variant's in ``GROUPS`` order first."""
+    present = set(groups)
     return [name for name in GROUPS if name in present] + sorted(present - set(GROUPS))
 
 
@@ -50,7 +50,7 @@ def compare_by_group(results: Results, a: str, b: str, groups: Mapping[str, str]
     """Group -> B against A on that group's problems, pooled over the seeds of A."""
     seeds = sorted(results[a])
     compared = {}
-    for name in group_names(groups):
+    for name in group_names(groups.values()):
         tasks = {task for task, group in groups.items() if group == name}
         compared[name] = paired_counts(
             (_restricted(results[a][s]["verdicts"], tasks), _restricted(results[b][s]["verdicts"], tasks))

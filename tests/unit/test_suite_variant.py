@@ -160,7 +160,7 @@ def test_report_groups_rows(capsys: pytest.CaptureFixture[str]) -> None:
     ]  # fmt: skip
     assert rows[3]["p_value"] == sign_test_p(3, 0) == 0.25
     assert "rl-only vs ce" in capsys.readouterr().out
-    assert group_names({"x": "other", **GROUPS_OF}) == [*GROUPS, "other"]
+    assert group_names({"x": "other", **GROUPS_OF}.values()) == [*GROUPS, "other"]
 
 
 def test_suite_groups_read_the_run_config(tmp_path: Path) -> None:
